@@ -1,0 +1,1 @@
+"""Numba kernels for the CPU; each module holds the kernels of one layer beside their NumPy twins."""

@@ -1,0 +1,1 @@
+"""CUDA kernels for the GPU: ``.cu`` sources in this folder, compiled through CuPy once and cached."""

@@ -1,0 +1,54 @@
+"""Dense and convolutional layers."""
+import numpy as np
+
+from nflow.nn import init
+from nflow.nn.module import Module, Parameter, new_array
+from nflow.ops.conv import conv2d
+from nflow.ops.linalg import matmul
+
+
+class Linear(Module):
+    """y = x Wᵀ + b, with W of shape (out_features, in_features), Glorot-uniform initialised.
+
+    ``zero_init=True`` starts W and b at zero: the layer outputs 0 (used as the last layer of coupling
+    networks so that a fresh flow is the identity; Kingma & Dhariwal 2018, §3.3).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, zero_init=False, dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        shape = (out_features, in_features)
+        w = init.zeros(shape, dtype) if zero_init else init.xavier_uniform(shape, dtype, rng)
+        self.weight = Parameter(new_array(w))
+        self.bias = Parameter(new_array(init.zeros((out_features,), dtype))) if bias else None
+
+    def forward(self, x):
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} features "
+                             f"(shape {x.shape}), expected {self.in_features}")
+        y = matmul(x, self.weight.T)
+        return y + self.bias if self.bias is not None else y
+
+
+class Conv2d(Module):
+    """Stride-1, 'same'-padded convolution, NCHW, weight (out, in, k, k), He-uniform initialised.
+
+    ``zero_init=True`` starts weight and bias at zero (see :class:`Linear`).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, bias=True, zero_init=False,
+                 dtype=np.float32, rng=None):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"Conv2d: kernel_size must be odd for 'same' padding, got {kernel_size}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        w = init.zeros(shape, dtype) if zero_init else init.kaiming_uniform(shape, dtype, rng)
+        self.weight = Parameter(new_array(w))
+        self.bias = Parameter(new_array(init.zeros((out_channels,), dtype))) if bias else None
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}): expected input "
+                             f"(N, {self.in_channels}, H, W), got shape {x.shape}")
+        return conv2d(x, self.weight) if self.bias is None else conv2d(x, self.weight, self.bias)

@@ -1,0 +1,30 @@
+"""nflow: normalizing flows from scratch. ``pip install .`` (or ``-e .``) from this directory.
+
+The hand-written kernels live in the top-level folder ``kernels/`` of the source tree but install as the
+subpackage ``nflow.kernels`` (``package_dir``), so no generic top-level name ``kernels`` lands in
+site-packages; the CUDA sources (``*.cu``) travel as package data.
+"""
+from setuptools import find_packages, setup
+
+KERNEL_PACKAGES = ["nflow.kernels"] + ["nflow.kernels." + p for p in find_packages("kernels")]
+
+setup(
+    name="nflow",
+    version="0.1.0",
+    description="Normalizing flows (NICE, RealNVP, Glow) from scratch: a reverse-mode tensor core on "
+                "NumPy/CuPy with hand-written Numba and CUDA kernels",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nflow", "nflow.*"]) + KERNEL_PACKAGES,
+    package_dir={"nflow.kernels": "kernels"},
+    package_data={"nflow.kernels.cuda": ["*.cu"]},
+    install_requires=["numpy>=1.24", "numba>=0.59"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "gpu": ["cupy-cuda12x>=13"],
+        # The CPU build of PyTorch, for the benchmarks' reference models only; nflow never imports it.
+        "bench": ["torch==2.13.0"],
+    },
+    entry_points={"console_scripts": ["nflow=nflow.cli:main"]},
+)
