@@ -1,0 +1,133 @@
+"""Coupling layers: transform one part of the input conditioned on the rest, so the Jacobian is triangular.
+
+Additive (NICE; Dinh et al. 2014, eq. 5):    y_b = x_b + m(x_a),                 log|det| = 0
+Affine   (RealNVP; Dinh et al. 2017, eq. 7): y_b = x_b · s(x_a) + t(x_a),        log|det| = Σ log s(x_a)
+with y_a = x_a. The network is never inverted: the inverse is x_b = (y_b - t(y_a)) / s(y_a).
+
+Masks:
+- ``"channel"``: split axis 1 (channels of an image, features of a vector) into the first ⌊C/2⌋ and the
+  rest; ``parity=1`` swaps the roles, so alternating layers transform every part.
+- ``"checkerboard"`` (RealNVP §3.4, images, ``"exp"`` form): b[i, j] = (i + j + parity) mod 2; the network
+  sees x·b and its outputs are multiplied by (1 - b), so positions with b = 1 pass through unchanged.
+
+The network's output has 2·C_b channels (affine): the first C_b are the raw log-scale h, the last C_b the
+shift t. Forms of s (see ``kernels/reference/affine_coupling.py``): Glow's ``"sigmoid"``, s = sigmoid(h + 2);
+RealNVP's ``"exp"``, s = exp(γ · tanh(h)) with a learned per-channel γ bounding the log-scale.
+"""
+import numpy as np
+
+import nflow.functional as F
+from nflow.backend import get_array_module
+from nflow.flows.base import Flow, channel_split_sizes, check_input, zero_logdet
+from nflow.flows.functions import affine_coupling_forward, affine_coupling_inverse
+from nflow.nn import init
+from nflow.nn.module import Parameter, new_array
+from nflow.tensor import Tensor
+
+MASKS = ("channel", "checkerboard")
+
+
+def checkerboard(height, width, parity, dtype, xp):
+    """The (1, 1, H, W) mask b with b[i, j] = (i + j + parity) mod 2."""
+    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    return xp.asarray(((i + j + parity) % 2).astype(dtype)[None, None])
+
+
+class _Coupling(Flow):
+    def __init__(self, channels, net, mask, parity):
+        super().__init__()
+        if mask not in MASKS:
+            raise ValueError(f"{type(self).__name__}: mask must be one of {MASKS}, got {mask!r}")
+        if parity not in (0, 1):
+            raise ValueError(f"{type(self).__name__}: parity must be 0 or 1, got {parity}")
+        self.channels, self.mask, self.parity = channels, mask, parity
+        self.net = net
+        if mask == "channel":
+            self.n_cond, self.n_trans = channel_split_sizes(channels, type(self).__name__)
+
+    def _split(self, x):
+        check_input(x, type(self).__name__, channels=self.channels)
+        first = self.n_cond if self.parity == 0 else self.n_trans
+        a, b = F.split(x, [first], axis=1)
+        return (a, b) if self.parity == 0 else (b, a)
+
+    def _join(self, cond, trans):
+        return F.concat([cond, trans] if self.parity == 0 else [trans, cond], axis=1)
+
+    def describe(self):
+        return f"{type(self).__name__}(mask={self.mask}, parity={self.parity})"
+
+
+class AdditiveCoupling(_Coupling):
+    """NICE's additive coupling, y_b = x_b + m(x_a); volume-preserving (log-det 0). Channel mask only."""
+
+    def __init__(self, channels, net, parity=0):
+        super().__init__(channels, net, "channel", parity)
+
+    def forward(self, x):
+        xa, xb = self._split(x)
+        return self._join(xa, xb + self.net(xa)), zero_logdet(x)
+
+    def inverse(self, y):
+        ya, yb = self._split(y)
+        return self._join(ya, yb - self.net(ya)), zero_logdet(y)
+
+
+class AffineCoupling(_Coupling):
+    """Affine coupling y_b = x_b · s(x_a) + t(x_a), fused with its log-det in one kernel pass.
+
+    ``form="sigmoid"`` (Glow) or ``"exp"`` (RealNVP, with the log-scale bounded as γ·tanh(h)).
+    """
+
+    def __init__(self, channels, net, mask="channel", parity=0, form="sigmoid", dtype=np.float32):
+        super().__init__(channels, net, mask, parity)
+        if form not in ("sigmoid", "exp"):
+            raise ValueError(f"AffineCoupling: form must be 'sigmoid' or 'exp', got {form!r}")
+        if mask == "checkerboard" and form != "exp":
+            raise ValueError("AffineCoupling: the checkerboard mask needs form='exp' (s = 1 where h = 0)")
+        self.form = form
+        if form == "exp":
+            # γ starts at 1: with a zero-initialised net both γ and the net would otherwise get zero gradients.
+            n_scaled = channels if mask == "checkerboard" else self.n_trans
+            self.log_scale_bound = Parameter(new_array(init.ones((1, n_scaled), dtype)))
+
+    def _scale_shift(self, cond, n_out):
+        out = self.net(cond)
+        h, t = F.split(out, 2, axis=1)
+        if self.form == "exp":
+            gamma = self.log_scale_bound
+            if h.ndim > 2:
+                gamma = F.reshape(gamma, (1, n_out) + (1,) * (h.ndim - 2))
+            h = gamma * F.tanh(h)
+        return h, t
+
+    def _check_net_output(self, h, target):
+        if h.shape != target.shape:
+            raise ValueError(f"AffineCoupling: the network's output splits into log-scale {h.shape}, but the "
+                             f"transformed part has shape {target.shape} (the net must output twice its channels)")
+
+    def forward(self, x):
+        if self.mask == "checkerboard":
+            check_input(x, "AffineCoupling(checkerboard)", expected_ndim=4, channels=self.channels)
+            b = checkerboard(x.shape[2], x.shape[3], self.parity, x.dtype, get_array_module(x.data))
+            h, t = self._scale_shift(x * Tensor(b), self.channels)
+            self._check_net_output(h, x)
+            keep = Tensor(1 - b)
+            return affine_coupling_forward(x, h * keep, t * keep, self.form)
+        xa, xb = self._split(x)
+        h, t = self._scale_shift(xa, self.n_trans)
+        self._check_net_output(h, xb)
+        yb, logdet = affine_coupling_forward(xb, h, t, self.form)
+        return self._join(xa, yb), logdet
+
+    def inverse(self, y):
+        if self.mask == "checkerboard":
+            check_input(y, "AffineCoupling(checkerboard)", expected_ndim=4, channels=self.channels)
+            b = checkerboard(y.shape[2], y.shape[3], self.parity, y.dtype, get_array_module(y.data))
+            h, t = self._scale_shift(y * Tensor(b), self.channels)
+            keep = Tensor(1 - b)
+            return affine_coupling_inverse(y, h * keep, t * keep, self.form)
+        ya, yb = self._split(y)
+        h, t = self._scale_shift(ya, self.n_trans)
+        xb, logdet = affine_coupling_inverse(yb, h, t, self.form)
+        return self._join(ya, xb), logdet

@@ -1,0 +1,107 @@
+"""Glow's invertible 1x1 convolution (Kingma & Dhariwal 2018, §3.2): a learned channel permutation.
+
+    y[:, :, i, j] = W x[:, :, i, j],      log|det| = H · W_px · log|det W|         (eq. 9; cost O(C³) + O(N C² HW))
+
+Plain form: W is a free C×C matrix, initialised as a random rotation; log|det W| and the inverse weight
+are computed in float64 whatever the model's dtype, and the inverse weight is cached until W changes.
+
+LU form (eq. 10): W = P · L · (U + diag(sign(s) · exp(log|s|))), P fixed, L unit lower triangular,
+U strictly upper, sign(s) fixed, log|s| learned; then log|det W| = Σ log|s|, O(C) instead of O(C³).
+"""
+import numpy as np
+
+import nflow.functional as F
+from nflow.backend import get_array_module
+from nflow.flows.base import Flow, check_input, zero_logdet
+from nflow.flows.functions import logabsdet, matrix_inverse
+from nflow.flows.lu import lu_decompose
+from nflow.nn.module import Parameter, new_array
+from nflow.random import default_rng
+from nflow.tensor import Tensor, is_grad_enabled
+
+
+def random_rotation(channels, rng=None):
+    """An orthogonal matrix from the QR decomposition of a Gaussian one (Glow's initialisation)."""
+    q, _ = np.linalg.qr((rng or default_rng()).standard_normal((channels, channels)))
+    return q
+
+
+class InvConv1x1(Flow):
+    """Invertible 1x1 convolution; ``lu=True`` for the LU-decomposed parameterisation."""
+
+    def __init__(self, channels, lu=True, dtype=np.float32, rng=None):
+        super().__init__()
+        self.channels, self.lu = channels, lu
+        w = random_rotation(channels, rng)
+        if not lu:
+            self.weight = Parameter(new_array(w.astype(dtype)))
+        else:
+            p, lower, upper = lu_decompose(w)
+            s = np.diag(upper)
+            self.register_buffer("permutation", new_array(p.astype(dtype)))
+            self.register_buffer("sign_s", new_array(np.sign(s).astype(dtype)))
+            self.register_buffer("lower_mask", new_array(np.tril(np.ones((channels, channels)), -1).astype(dtype)))
+            self.lower = Parameter(new_array(np.tril(lower, -1).astype(dtype)))
+            self.upper = Parameter(new_array(np.triu(upper, 1).astype(dtype)))
+            self.log_s = Parameter(new_array(np.log(np.abs(s)).astype(dtype)))
+        self._inverse_cache = None  # (copy of W it was computed from, W⁻¹)
+
+    # -- the weight and its log-det -----------------------------------------------------------------
+    def weight_matrix(self):
+        """W as a Tensor in the graph (for LU: built from P, L, U, sign(s), log|s|)."""
+        if not self.lu:
+            return self.weight
+        xp = get_array_module(self.lower.data)
+        eye = Tensor(xp.eye(self.channels, dtype=self.lower.dtype))
+        mask = Tensor(self.lower_mask)
+        lower = self.lower * mask + eye
+        upper = self.upper * Tensor(mask.data.T) + eye * (Tensor(self.sign_s) * F.exp(self.log_s))
+        return Tensor(self.permutation) @ (lower @ upper)
+
+    def log_abs_det(self):
+        """log|det W| (a 0-d Tensor): Σ log|s| for LU, float64 slogdet otherwise."""
+        return F.sum(self.log_s) if self.lu else logabsdet(self.weight)
+
+    def _inverse_weight(self, w):
+        # Reuse W⁻¹ while W is unchanged (sampling calls inverse many times); recompute after any update.
+        if is_grad_enabled() and w.requires_grad:
+            return matrix_inverse(w)
+        cached = self._inverse_cache
+        if cached is None or cached[0].shape != w.shape or not bool((cached[0] == w.data).all()):
+            self._inverse_cache = (w.data.copy(), matrix_inverse(Tensor(w.data)).data)
+        return Tensor(self._inverse_cache[1])
+
+    def _check(self, x):
+        check_input(x, "InvConv1x1", expected_ndim=4, channels=self.channels)
+
+    def forward(self, x):
+        self._check(x)
+        w = self.weight_matrix()
+        y = F.conv2d(x, F.reshape(w, (self.channels, self.channels, 1, 1)))
+        logdet = self.log_abs_det() * float(x.shape[2] * x.shape[3])
+        return y, logdet + zero_logdet(x)
+
+    def inverse(self, y):
+        self._check(y)
+        w_inv = self._inverse_weight(self.weight_matrix())
+        x = F.conv2d(y, F.reshape(w_inv, (self.channels, self.channels, 1, 1)))
+        logdet = self.log_abs_det() * float(-y.shape[2] * y.shape[3])
+        return x, logdet + zero_logdet(y)
+
+    def _after_load_state(self):
+        """A loaded weight must be invertible: refuse a singular one with a clear error."""
+        self._inverse_cache = None
+        if self.lu:
+            if not bool(get_array_module(self.log_s.data).isfinite(self.log_s.data).all()):
+                raise ValueError("InvConv1x1(lu=True): loaded log|s| holds non-finite values; W would be singular")
+            return
+        w = self.weight.data.astype(np.float64)
+        xp = get_array_module(w)
+        sign, logabs = xp.linalg.slogdet(w)
+        if float(sign) == 0 or not np.isfinite(float(logabs)):
+            raise ValueError(f"InvConv1x1: the loaded {self.channels}x{self.channels} weight is singular "
+                             "(det W = 0); it cannot be inverted")
+        cond = np.linalg.cond(np.asarray(w.get() if hasattr(w, "get") else w))
+        if not np.isfinite(cond) or cond > 1 / np.finfo(self.weight.dtype).eps:
+            raise ValueError(f"InvConv1x1: the loaded weight is numerically singular in {self.weight.dtype} "
+                             f"(condition number {cond:.3g})")

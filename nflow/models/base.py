@@ -1,0 +1,143 @@
+"""What NICE, RealNVP and Glow share: a preprocessing flow, levels of flows with factor-out between them,
+standard priors on the latents, and ``log_prob`` / ``encode`` / ``decode`` / ``sample`` built on that.
+
+Multi-scale (RealNVP §3.6, Glow §3): after every level but the last, half of the channels leave as a latent
+and the other half flow on. With x the [0, 1)-valued input, h₀ = preprocess(x), and levels f_1..f_L:
+
+    log p(x) = log|det ∂h₀/∂x| + Σ_l log|det ∂f_l| + Σ_l log p_prior(z_l)
+
+in nats per sample, for the density of the (already dequantized) input on [0, 1)^D.
+"""
+import numpy as np
+
+import nflow.functional as F
+from nflow.backend import array_module_for_backend, get_array_module, to_numpy
+from nflow.flows.base import check_finite
+from nflow.flows.priors import PRIORS, sample_prior
+from nflow.nn.module import Module, ModuleList
+from nflow.random import default_rng
+from nflow.tensor import Tensor, no_grad
+
+
+class FlowModel(Module):
+    """Base of the models. Subclasses set ``input_shape``, ``preprocess``, ``levels``, ``prior`` and
+    ``input_range`` (None, or (low, high) for image models) in ``__init__``."""
+
+    name = "flow"
+
+    def __init__(self, input_shape, preprocess, levels, prior="gaussian", input_range=None, dtype=np.float32):
+        super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"{self.name}: prior must be one of {sorted(PRIORS)}, got {prior!r}")
+        self.input_shape = tuple(input_shape)
+        self.preprocess = preprocess
+        self.levels = ModuleList(levels)
+        self.prior = prior
+        self.input_range = input_range
+        self.dtype = np.dtype(dtype)
+
+    # -- input checks -------------------------------------------------------------------------------
+    def _as_input(self, x):
+        t = x if isinstance(x, Tensor) else Tensor(array_module_for_backend().asarray(x))
+        if tuple(t.shape[1:]) != self.input_shape or t.ndim != len(self.input_shape) + 1:
+            raise ValueError(f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(t.shape)}")
+        if t.dtype != self.dtype:
+            raise TypeError(f"{self.name}: the model is {self.dtype}, the input is {t.dtype}; convert the input")
+        check_finite(t, self.name)
+        if self.input_range is not None:
+            low, high = self.input_range
+            xp = get_array_module(t.data)
+            if bool((t.data < low).any()) or bool((t.data > high).any()):
+                raise ValueError(f"{self.name}: input values must lie in [{low}, {high}] (dequantized images); "
+                                 f"got min {float(xp.min(t.data)):.4g}, max {float(xp.max(t.data)):.4g}")
+        return t
+
+    # -- the two directions -------------------------------------------------------------------------
+    def forward_latents(self, x):
+        """x (Tensor) -> (latents, logdet): the list of latents (one per level) and Σ log|det| of the map."""
+        h, logdet = self.preprocess.forward(x)
+        latents = []
+        last = len(self.levels) - 1
+        for i, level in enumerate(self.levels):
+            h, ld = level.forward(h)
+            logdet = logdet + ld
+            if i < last:
+                h, z = F.split(h, 2, axis=1)
+                latents.append(z)
+        latents.append(h)
+        return latents, logdet
+
+    def inverse_latents(self, latents):
+        """The inverse of :meth:`forward_latents` (its log-det is not needed by decode and is dropped)."""
+        if len(latents) != len(self.levels):
+            raise ValueError(f"{self.name}: decode needs {len(self.levels)} latents, got {len(latents)}")
+        h = latents[-1]
+        for i in reversed(range(len(self.levels))):
+            if i < len(self.levels) - 1:
+                h = F.concat([h, latents[i]], axis=1)
+            h, _ = self.levels[i].inverse(h)
+        x, _ = self.preprocess.inverse(h)
+        return x
+
+    def latent_shapes(self):
+        """The per-sample shape of each latent, found by pushing one zero-valued input through the model."""
+        with no_grad():
+            probe = Tensor(array_module_for_backend().full((1,) + self.input_shape, 0.5, dtype=self.dtype))
+            was_training = self.training
+            self.eval()
+            try:
+                latents, _ = self.forward_latents(probe)
+            finally:
+                self.train(was_training)
+        return [tuple(z.shape[1:]) for z in latents]
+
+    # -- the public API -----------------------------------------------------------------------------
+    def log_prob(self, x):
+        """log p(x) in nats per sample (a Tensor of shape (N,)); preprocessing's log-det included."""
+        x = self._as_input(x)
+        latents, logdet = self.forward_latents(x)
+        prior = PRIORS[self.prior]
+        for z in latents:
+            logdet = logdet + prior(z)
+        return logdet
+
+    def encode(self, x):
+        """x -> latents as arrays (a list for multi-scale models, one array otherwise)."""
+        with no_grad():
+            latents, _ = self.forward_latents(self._as_input(x))
+        arrays = [z.data for z in latents]
+        return arrays if len(arrays) > 1 else arrays[0]
+
+    def decode(self, z):
+        """Latents (as :meth:`encode` returns them) -> x as an array."""
+        zs = z if isinstance(z, (list, tuple)) else [z]
+        xp = array_module_for_backend()
+        with no_grad():
+            tensors = [t if isinstance(t, Tensor) else Tensor(xp.asarray(t, dtype=self.dtype)) for t in zs]
+            for t in tensors:
+                check_finite(t, f"{self.name}.decode")
+            return self.inverse_latents(tensors).data
+
+    def sample(self, n, temperature=1.0, seed=None):
+        """n samples at ``temperature`` (latents drawn from the prior scaled by T; T = 0 gives its mode)."""
+        if n < 1:
+            raise ValueError(f"{self.name}.sample: n must be at least 1, got {n}")
+        if temperature < 0:
+            raise ValueError(f"{self.name}.sample: temperature must be ≥ 0, got {temperature}")
+        rng = np.random.default_rng(seed) if seed is not None else default_rng()
+        was_training = self.training
+        self.eval()
+        try:
+            latents = [sample_prior(self.prior, (n,) + shape, rng, temperature).astype(self.dtype)
+                       for shape in self.latent_shapes()]
+            return self.decode(latents)
+        finally:
+            self.train(was_training)
+
+    def bits_per_dim(self, x, n_bins=256):
+        """Mean bits per dimension of a batch (a float): -log p / (D ln 2) + log2(n_bins)."""
+        with no_grad():
+            lp = to_numpy(self.log_prob(x).data).astype(np.float64)
+        d = int(np.prod(self.input_shape))
+        return float(np.mean(-lp / (d * np.log(2.0)) + np.log2(n_bins)))
