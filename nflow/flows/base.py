@@ -11,7 +11,7 @@ import numpy as np
 
 from nflow.backend import get_array_module
 from nflow.nn.module import Module, ModuleList
-from nflow.tensor import Tensor
+from nflow.tensor import Tensor, enable_grad, no_grad
 
 
 class Flow(Module):
@@ -22,6 +22,22 @@ class Flow(Module):
 
     def inverse(self, y):
         raise NotImplementedError(f"{type(self).__name__} does not define inverse")
+
+    def backward_from_output(self, y, gy, glogdet):
+        """Memory-free backprop through this layer, given only its output (see :mod:`nflow.reversible`).
+
+        Rebuilds the input x = f⁻¹(y) without a graph, re-runs ``forward`` on it with a graph, and
+        back-propagates gy = ∂L/∂y and glogdet = ∂L/∂logdet. Parameter gradients accumulate as usual.
+        Returns (x, ∂L/∂x) as arrays. Layers that can share work between the rebuild and the re-run
+        (couplings: the network sees the same input both ways) override this.
+        """
+        with no_grad():
+            x, _ = self.inverse(Tensor(y))
+        x_leaf = Tensor(x.data, requires_grad=True)
+        with enable_grad():
+            y_again, logdet = self.forward(x_leaf)
+            seed_backward([(y_again, gy), (logdet, glogdet)])
+        return x.data, x_leaf.grad
 
     def describe(self):
         return type(self).__name__
@@ -53,6 +69,18 @@ class FlowSequence(Flow):
 
     def __len__(self):
         return len(self.layers)
+
+
+def seed_backward(pairs):
+    """Back-propagate several outputs at once: Σ_k <t_k, g_k> has gradient g_k with respect to each t_k."""
+    import nflow.functional as F
+    total = None
+    for t, g in pairs:
+        if t.requires_grad:
+            term = F.sum(t * Tensor(g))
+            total = term if total is None else total + term
+    if total is not None:
+        total.backward()
 
 
 def zero_logdet(x):

@@ -18,11 +18,12 @@ import numpy as np
 
 import nflow.functional as F
 from nflow.backend import get_array_module
-from nflow.flows.base import Flow, channel_split_sizes, check_input, zero_logdet
+from nflow.flows.base import Flow, channel_split_sizes, check_input, seed_backward, zero_logdet
 from nflow.flows.functions import affine_coupling_forward, affine_coupling_inverse
+from nflow.kernels.dispatch import kernel
 from nflow.nn import init
 from nflow.nn.module import Parameter, new_array
-from nflow.tensor import Tensor
+from nflow.tensor import Tensor, enable_grad
 
 MASKS = ("channel", "checkerboard")
 
@@ -54,6 +55,30 @@ class _Coupling(Flow):
     def _join(self, cond, trans):
         return F.concat([cond, trans] if self.parity == 0 else [trans, cond], axis=1)
 
+    def _split_array(self, a):
+        first = self.n_cond if self.parity == 0 else self.n_trans
+        p, q = a[:, :first], a[:, first:]
+        return (p, q) if self.parity == 0 else (q, p)
+
+    def _join_array(self, cond, trans):
+        xp = get_array_module(cond)
+        return xp.concatenate([cond, trans] if self.parity == 0 else [trans, cond], axis=1)
+
+    def backward_from_output(self, y, gy, glogdet):
+        """Reversible backprop sharing the network between rebuild and re-run: y_a = x_a, so the network's
+        output computed (with a graph) to invert y_b is the very one the forward pass used. Cost: one
+        network forward and backward, as in the stored path, plus the element-wise inverse."""
+        if self.mask != "channel":
+            return super().backward_from_output(y, gy, glogdet)
+        ya, yb = self._split_array(y)
+        gya, gyb = self._split_array(gy)
+        ya_leaf = Tensor(ya, requires_grad=True)
+        with enable_grad():
+            xb, gxb, pairs = self._rebuild_and_grad(ya_leaf, yb, gyb, glogdet)
+            seed_backward(pairs)
+        gxa = gya + ya_leaf.grad if ya_leaf.grad is not None else gya
+        return self._join_array(ya, xb), self._join_array(gxa, gxb)
+
     def describe(self):
         return f"{type(self).__name__}(mask={self.mask}, parity={self.parity})"
 
@@ -67,6 +92,10 @@ class AdditiveCoupling(_Coupling):
     def forward(self, x):
         xa, xb = self._split(x)
         return self._join(xa, xb + self.net(xa)), zero_logdet(x)
+
+    def _rebuild_and_grad(self, ya_leaf, yb, gyb, glogdet):
+        shift = self.net(ya_leaf)
+        return yb - shift.data, gyb, [(shift, gyb)]  # x_b = y_b - m(y_a); ∂L/∂x_b = ∂L/∂y_b = ∂L/∂m
 
     def inverse(self, y):
         ya, yb = self._split(y)
@@ -100,6 +129,13 @@ class AffineCoupling(_Coupling):
                 gamma = F.reshape(gamma, (1, n_out) + (1,) * (h.ndim - 2))
             h = gamma * F.tanh(h)
         return h, t
+
+    def _rebuild_and_grad(self, ya_leaf, yb, gyb, glogdet):
+        h, t = self._scale_shift(ya_leaf, self.n_trans)
+        ops = kernel("affine_coupling")
+        xb, _ = ops.inverse(yb, h.data, t.data, self.form)
+        gxb, gh, gt = ops.forward_backward(xb, h.data, gyb, glogdet, self.form)
+        return xb, gxb, [(h, gh), (t, gt)]
 
     def _check_net_output(self, h, target):
         if h.shape != target.shape:
