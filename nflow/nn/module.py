@@ -37,6 +37,9 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a new value for a buffer: it stays registered
+            return
         for table in (self._parameters, self._modules, self._buffers):
             table.pop(name, None)
         if isinstance(value, Parameter):
@@ -108,6 +111,8 @@ class Module:
         unexpected = [k for k in state if k not in own and k not in buffers]
         if missing or unexpected:
             raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        # Check every entry before changing anything, so a failed load leaves the module as it was.
+        updates = []
         for name, value in state.items():
             value = np.asarray(value) if not hasattr(value, "shape") else value
             if name in own:
@@ -115,16 +120,20 @@ class Module:
                 if value.shape != p.shape or value.dtype != p.dtype:
                     raise ValueError(f"{type(self).__name__}.load_state_dict: {name} is {p.dtype}{p.shape} here, "
                                      f"the state dict has {value.dtype}{value.shape}")
-                xp = get_array_module(p.data)
-                p.data = xp.asarray(value).copy()
+                updates.append((p, None, value))
             else:
                 module, attr = self._owner(name)
                 current = getattr(module, attr)
                 if value.shape != current.shape:
                     raise ValueError(f"{type(self).__name__}.load_state_dict: buffer {name} has shape "
                                      f"{current.shape} here, the state dict has {value.shape}")
-                xp = get_array_module(current)
-                object.__setattr__(module, attr, xp.asarray(value, dtype=current.dtype).copy())
+                updates.append((module, attr, value))
+        for owner, attr, value in updates:
+            if attr is None:  # a parameter
+                owner.data = get_array_module(owner.data).asarray(value).copy()
+            else:             # a buffer keeps its own dtype and device
+                current = getattr(owner, attr)
+                object.__setattr__(owner, attr, get_array_module(current).asarray(value, dtype=current.dtype).copy())
         for m in self.modules():
             m._after_load_state()
         return self

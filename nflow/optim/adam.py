@@ -23,6 +23,7 @@ class Adam(Optimizer):
         m += (1 - self.beta1) * grad
         v *= self.beta2
         v += (1 - self.beta2) * grad * grad
-        t = self.step_count
-        step = self.lr * (1 - self.beta2 ** t) ** 0.5 / (1 - self.beta1 ** t)
-        p.data -= (p.dtype.type(step) * m / (xp.sqrt(v) + p.dtype.type(self.eps))).astype(p.dtype, copy=False)
+        t, dt = self.step_count, p.dtype.type
+        bias1, bias2 = 1 - self.beta1 ** t, 1 - self.beta2 ** t
+        # θ ← θ - lr · m̂ / (√v̂ + ε) with ε added to √v̂ itself, as in Algorithm 1 (and PyTorch's Adam).
+        p.data -= dt(self.lr / bias1) * m / (xp.sqrt(v / dt(bias2)) + dt(self.eps))
