@@ -1,5 +1,1 @@
-"""Benchmarks of nflow against PyTorch implementations of the same models (``python -m benchmarks``).
-
-Not part of the installed package: run from a source checkout. ``torch_models`` holds the PyTorch twins,
-``weights`` the weight transfer, ``run`` the runner that writes ``RESULTS.md``.
-"""
+"""Benchmarks: nflow against NumPy twins, the machine's measured rooflines and PyTorch. See RESULTS.md."""
