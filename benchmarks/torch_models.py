@@ -487,57 +487,76 @@ class FlowModel(nn.Module):
         return self.decode(zs)
 
 
-def glow(input_shape=(1, 28, 28), levels=2, steps=8, hidden=256, lu=True, coupling="affine"):
-    c, h, w = input_shape
-    flows = []
-    for level in range(levels):
-        c, h, w = 4 * c, h // 2, w // 2
-        layers = [Squeeze()]
-        n_cond, n_trans = c // 2, c - c // 2
-        for _ in range(steps):
-            if coupling == "affine":
-                cpl = AffineCoupling(c, GlowNet(n_cond, 2 * n_trans, hidden), form="sigmoid")
-            else:
-                cpl = AdditiveCoupling(c, GlowNet(n_cond, n_trans, hidden), 0)
-            layers += [ActNorm(c), InvConv1x1(c, lu=lu), cpl]
-        if level < levels - 1:
-            layers.append(Split(c))
-            c //= 2
-        else:
-            layers.append(LearnedGaussianPrior((c, h, w)))
-        flows.append(FlowSequence(layers))
-    return FlowModel(input_shape, Centre(), flows)
+class Glow(FlowModel):
+    """Levels of [squeeze, K × (ActNorm, InvConv1x1, coupling), split]; the last ends with a learned top prior."""
 
-
-def realnvp(input_shape=(1, 28, 28), scales=2, hidden=64, couplings=8, depth=2, batch_norm=False,
-            logit_alpha=LOGIT_ALPHA):
-    if batch_norm:
-        raise NotImplementedError("the torch twin does not implement RealNVP's batch-norm flow")
-    if len(input_shape) == 1:
-        d = input_shape[0]
-        layers = [AffineCoupling(d, MLP(d // 2, 2 * (d - d // 2), hidden, depth), i % 2, form="exp")
-                  for i in range(couplings)]
-        return FlowModel(input_shape, Identity(), [FlowSequence(layers)])
-    c, h, w = input_shape
-    levels = []
-    for scale in range(scales):
-        last = scale == scales - 1
-        layers = [CheckerboardCoupling(c, ConvNet(c, 2 * c, hidden), i % 2) for i in range(4 if last else 3)]
-        if not last:
-            layers.append(Squeeze())
+    def __init__(self, input_shape=(1, 28, 28), levels=2, steps=8, hidden=256, lu=True, coupling="affine",
+                 dtype=torch.float32):
+        c, h, w = input_shape
+        flows = []
+        for level in range(levels):
             c, h, w = 4 * c, h // 2, w // 2
-            layers += [AffineCoupling(c, ConvNet(c // 2, 2 * (c - c // 2), hidden), i % 2, form="exp")
-                       for i in range(3)]
-            c //= 2
-        levels.append(FlowSequence(layers))
-    return FlowModel(input_shape, Logit(logit_alpha), levels)
+            layers = [Squeeze()]
+            n_cond, n_trans = c // 2, c - c // 2
+            for _ in range(steps):
+                if coupling == "affine":
+                    cpl = AffineCoupling(c, GlowNet(n_cond, 2 * n_trans, hidden), form="sigmoid")
+                else:
+                    cpl = AdditiveCoupling(c, GlowNet(n_cond, n_trans, hidden), 0)
+                layers += [ActNorm(c), InvConv1x1(c, lu=lu), cpl]
+            if level < levels - 1:
+                layers.append(Split(c))
+                c //= 2
+            else:
+                layers.append(LearnedGaussianPrior((c, h, w)))
+            flows.append(FlowSequence(layers))
+        super().__init__(input_shape, Centre(), flows)
+        self.to(dtype)
 
 
-def nice(input_shape=(1, 28, 28), couplings=4, hidden=1000, depth=5, prior="logistic"):
-    d = math.prod(input_shape)
-    layers = [AdditiveCoupling(d, MLP(d // 2, d - d // 2, hidden, depth), i % 2) for i in range(couplings)]
-    layers.append(NiceScaling(d))
-    return FlowModel(input_shape, Flatten(input_shape), [FlowSequence(layers)], prior=prior)
+class RealNVP(FlowModel):
+    """Images: per scale 3 checkerboard couplings, squeeze, 3 channel couplings, factor-out (last scale: 4
+    checkerboard couplings), logit preprocessing. Vectors (D,): ``couplings`` channel couplings with MLPs."""
+
+    def __init__(self, input_shape=(1, 28, 28), scales=2, hidden=64, couplings=8, depth=2, batch_norm=False,
+                 logit_alpha=LOGIT_ALPHA, dtype=torch.float32):
+        if batch_norm:
+            raise NotImplementedError("the torch twin does not implement RealNVP's batch-norm flow")
+        if len(input_shape) == 1:
+            d = input_shape[0]
+            layers = [AffineCoupling(d, MLP(d // 2, 2 * (d - d // 2), hidden, depth), i % 2, form="exp")
+                      for i in range(couplings)]
+            super().__init__(input_shape, Identity(), [FlowSequence(layers)])
+        else:
+            c, h, w = input_shape
+            levels = []
+            for scale in range(scales):
+                last = scale == scales - 1
+                layers = [CheckerboardCoupling(c, ConvNet(c, 2 * c, hidden), i % 2) for i in range(4 if last else 3)]
+                if not last:
+                    layers.append(Squeeze())
+                    c, h, w = 4 * c, h // 2, w // 2
+                    layers += [AffineCoupling(c, ConvNet(c // 2, 2 * (c - c // 2), hidden), i % 2, form="exp")
+                               for i in range(3)]
+                    c //= 2
+                levels.append(FlowSequence(layers))
+            super().__init__(input_shape, Logit(logit_alpha), levels)
+        self.to(dtype)
+
+
+class NICE(FlowModel):
+    """``couplings`` additive couplings with ReLU MLPs (alternating halves), a diagonal scaling, logistic prior."""
+
+    def __init__(self, input_shape=(1, 28, 28), couplings=4, hidden=1000, depth=5, prior="logistic",
+                 dtype=torch.float32):
+        d = math.prod(input_shape)
+        layers = [AdditiveCoupling(d, MLP(d // 2, d - d // 2, hidden, depth), i % 2) for i in range(couplings)]
+        layers.append(NiceScaling(d))
+        super().__init__(input_shape, Flatten(input_shape), [FlowSequence(layers)], prior=prior)
+        self.to(dtype)
+
+
+MODELS = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}
 
 
 def build(config, dtype=torch.float32):
@@ -545,5 +564,4 @@ def build(config, dtype=torch.float32):
     cfg = dict(config)
     kind = cfg.pop("model")
     cfg["input_shape"] = tuple(cfg["input_shape"])
-    model = {"glow": glow, "realnvp": realnvp, "nice": nice}[kind](**cfg)
-    return model.to(dtype)
+    return MODELS[kind](**cfg, dtype=dtype)
