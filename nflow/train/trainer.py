@@ -1,0 +1,327 @@
+"""The training loop for any density model: maximum likelihood with Adam, checkpoints, exact resumption.
+
+The model needs ``log_prob(x) -> Tensor (N,)`` (nats per example), ``parameters()``, ``state_dict()`` and
+``load_state_dict()``; ``train(mode)`` is used when present (layers such as batch norm behave differently in
+evaluation). Each step ``k = 1, 2, …`` (0-based batch index ``s = k - 1``):
+
+1. take batch ``s`` of a :class:`~nflow.data.BatchSampler` (shuffled per epoch by the seed);
+2. dequantize it when the data is uint8: x = (pixels + u) / 256, u ~ U[0,1) from the run's own Generator;
+3. loss = -(1/N) Σ log p(x_i), in nats; bits/dim = loss / (D ln 2) + log2(n_bins);
+4. back-propagate; clip the global gradient norm to ``max_grad_norm``;
+5. if the loss or the gradient norm is NaN/inf, skip the update (and count it; stop with
+   :class:`TrainingDiverged` after ``max_consecutive_skips`` in a row), else take an Adam step with the
+   warmed-up learning rate lr · min(1, k / warmup_steps);
+6. log the step (JSON Lines), redraw the progress line, save a checkpoint every ``checkpoint_every`` steps,
+   call ``on_sample(k)`` every ``sample_every`` steps.
+
+Exact resumption: a checkpoint holds the parameters, Adam's moments and step count, the step number, and the
+states of the dequantization Generator and of nflow's global Generator; the batch order is a function of the
+seed and the step. A run resumed from step k therefore computes bit for bit what the uninterrupted run
+computed from step k on (on the same machine and backend).
+
+SIGINT/SIGTERM: see :mod:`nflow.train.signals`; the trainer saves a checkpoint and returns a result with
+``status="interrupted"``.
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import nflow
+import nflow.functional as F
+from nflow import random as nflow_random
+from nflow.backend import to_numpy
+from nflow.checkpoint import Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, save_checkpoint
+from nflow.data.batches import BatchSampler
+from nflow.data.dequantize import N_BINS_8BIT, dequantize
+from nflow.image import save_curve
+from nflow.metrics import bits_per_dim
+from nflow.optim import Adam, clip_grad_norm, grad_norm
+from nflow.tensor import Tensor, no_grad
+from nflow.train.config import TrainConfig
+from nflow.train.progress import ProgressBar
+from nflow.train.runlog import RunLog, read_log
+from nflow.train.schedule import warmup_lr
+from nflow.train.signals import StepAborted, StopSignals
+
+CHECKPOINT_NAME = "checkpoint.npz"
+LOG_NAME = "log.jsonl"
+CURVE_NAME = "curve.png"
+# The SeedSequence spawn key of the dequantization noise (the batch order uses data.batches.SHUFFLE_STREAM).
+NOISE_STREAM = 1
+RNG_DATA = "data"  # key of the dequantization Generator's state in a checkpoint
+RNG_NFLOW = "nflow"  # key of nflow's global Generator's state (layers may draw from it)
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient norm, or the parameters went non-finite."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did. status: "completed" or "interrupted" (by ``signal``, a signal number)."""
+
+    status: str
+    step: int
+    checkpoint: str
+    signal: int = None
+    loss: float = math.nan
+    bpd: float = math.nan
+    skipped_steps: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` (an array (N, ...): uint8 images are dequantized, floats used as they are).
+
+    run_dir: where ``checkpoint.npz``, ``log.jsonl`` and ``curve.png`` go (created if needed).
+    run_config: a JSON-serialisable dict describing the rest of the run (model name and hyper-parameters,
+    dataset), saved in every checkpoint next to the training settings so the CLI can rebuild the model.
+    on_sample: optional ``callable(step)``, called every ``config.sample_every`` steps in eval mode without
+    a graph; it should draw with an explicit seed so it does not disturb nflow's global Generator.
+    dtype: the floating type the batches are given to the model in.
+    """
+
+    def __init__(self, model, data, config, run_dir, run_config=None, on_sample=None, progress_stream=None,
+                 dtype=np.float32):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
+        data = np.asarray(data)
+        if data.ndim < 2:
+            raise ValueError(f"Trainer: data must be (N, ...) with one example per row, got shape {data.shape}")
+        if data.dtype.kind not in "uif":
+            raise TypeError(f"Trainer: data must be uint8 images or floats, got dtype {data.dtype}")
+        self.model, self.data, self.config = model, data, config
+        self.quantized = data.dtype.kind in "ui"
+        self.n_bins = config.n_bins or (N_BINS_8BIT if self.quantized else 1)
+        self.sample_shape = tuple(data.shape[1:])
+        self.run_dir = os.fspath(run_dir)
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_NAME)
+        self.log_path = os.path.join(self.run_dir, LOG_NAME)
+        self.curve_path = os.path.join(self.run_dir, CURVE_NAME)
+        self.run_config = dict(run_config or {})
+        try:  # fail now, not at the first checkpoint an hour in
+            json.dumps(self.run_config, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"Trainer: run_config must be JSON-serialisable (it is saved in checkpoints): {e}") from e
+        self.on_sample, self.progress_stream, self.dtype = on_sample, progress_stream, dtype
+        self.params = list(model.parameters())
+        self.optimizer = Adam(self.params, lr=config.lr, betas=config.betas, eps=config.eps)
+        self.sampler = BatchSampler(len(data), config.batch_size, config.seed)
+        self.rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(NOISE_STREAM,)))
+        self.step = 0  # steps completed
+        self.consecutive_skips = 0
+        self.skipped_total = 0
+        self.last_loss = self.last_bpd = math.nan
+        self._saved_step = None  # the step of the checkpoint on disk, written or loaded by this trainer
+        self._pending = None  # snapshot of the state at the start of the step under way (see _abort)
+
+    # -- state -----------------------------------------------------------------------------------------
+    def full_config(self):
+        """The JSON stored in checkpoints: ``{"train": TrainConfig as dict, "run": run_config}``."""
+        return {"train": self.config.to_dict(), "run": self.run_config}
+
+    def _rng_states(self):
+        return {RNG_DATA: self.rng.bit_generator.state, RNG_NFLOW: nflow_random.get_state()}
+
+    def _set_rng_states(self, states):
+        self.rng.bit_generator.state = states[RNG_DATA]
+        nflow_random.set_state(states[RNG_NFLOW])
+
+    def save(self):
+        """Write the checkpoint of the current step (atomically); return its path."""
+        extra = {"consecutive_skips": self.consecutive_skips, "skipped_total": self.skipped_total,
+                 "n_items": len(self.data), "sample_shape": list(self.sample_shape)}
+        try:
+            save_checkpoint(self.checkpoint_path, self.model.state_dict(), self.optimizer.state_dict(), self.step,
+                            self._rng_states(), self.full_config(), extra)
+        except NonFiniteStateError as e:
+            raise TrainingDiverged(f"the parameters became NaN or inf by step {self.step}; the checkpoint "
+                                   f"{self.checkpoint_path} was left as it was (step {self._saved_step}). "
+                                   "Try a lower learning rate, a longer warm-up or a smaller max_grad_norm.") from e
+        self._saved_step = self.step
+        return self.checkpoint_path
+
+    def restore(self, checkpoint):
+        """Load a checkpoint (a path or a :class:`~nflow.checkpoint.Checkpoint`) written by a trainer of the same
+        run; the next :meth:`fit` continues from its step exactly."""
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        train = ckpt.config.get("train") if isinstance(ckpt.config, dict) else None
+        if train is None:
+            raise CheckpointError(f"checkpoint {ckpt.path}: has no training settings (config['train']); "
+                                  "it was not written by nflow.train")
+        differences = self.config.trajectory_differences(train)
+        if differences:
+            detail = ", ".join(f"{k}: checkpoint {train.get(k)!r}, now {self.config.to_dict()[k]!r}"
+                               for k in differences)
+            raise ValueError(f"cannot resume exactly from {ckpt.path}: settings differ ({detail}). Build the "
+                             "TrainConfig from TrainConfig.from_dict(checkpoint.config['train']), changing only "
+                             "steps, intervals or progress.")
+        n_items, shape = ckpt.extra.get("n_items"), tuple(ckpt.extra.get("sample_shape", ()))
+        if n_items != len(self.data) or shape != self.sample_shape:
+            raise ValueError(f"cannot resume from {ckpt.path}: it was trained on {n_items} examples of shape {shape}, "
+                             f"this data has {len(self.data)} of shape {self.sample_shape}")
+        self.model.load_state_dict(ckpt.model_state)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self._set_rng_states(ckpt.rng_state)
+        self.step = ckpt.step
+        self.consecutive_skips = int(ckpt.extra.get("consecutive_skips", 0))
+        self.skipped_total = int(ckpt.extra.get("skipped_total", 0))
+        self._saved_step = ckpt.step
+
+    def _snapshot(self):
+        """What a step may change before its update: the Generators and the model's buffers (a layer's
+        data-dependent initialisation or running statistics). Parameters change only in the update."""
+        buffers = {}
+        if hasattr(self.model, "named_buffers"):
+            buffers = {name: b.copy() if hasattr(b, "copy") else b for name, b in self.model.named_buffers()}
+        return self._rng_states(), buffers
+
+    def _abort(self):
+        """Undo the step under way (after a second stop signal), so the checkpoint is that of the last step."""
+        if self._pending is None:
+            return
+        rng_states, buffers = self._pending
+        self._set_rng_states(rng_states)
+        if buffers:
+            state = self.model.state_dict()
+            state.update({k: to_numpy(v) for k, v in buffers.items()})
+            self.model.load_state_dict(state)
+        self._pending = None
+
+    def _set_training(self, mode):
+        if hasattr(self.model, "train"):
+            self.model.train(mode)
+
+    # -- one step ----------------------------------------------------------------------------------------
+    def batch(self, index):
+        """The model input of 0-based step ``index``: dequantized (advancing the noise Generator) or cast."""
+        x = self.data[self.sampler.indices(index)]
+        return dequantize(x, self.rng, self.n_bins, self.dtype) if self.quantized else x.astype(self.dtype)
+
+    def _loss_and_grads(self, x):
+        """Forward and backward; returns (loss, gradient norm before clipping, reason to skip or None)."""
+        log_prob = self.model.log_prob(nflow.tensor(x))
+        if not isinstance(log_prob, Tensor) or log_prob.shape != (len(x),):
+            got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
+            raise TypeError(f"{type(self.model).__name__}.log_prob must return a Tensor of shape ({len(x)},), "
+                            f"got {got}")
+        loss = -F.mean(log_prob)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            return loss_value, math.nan, "non-finite loss"
+        loss.backward()
+        if self.config.max_grad_norm is None:
+            norm = grad_norm(self.params)
+        else:
+            norm = clip_grad_norm(self.params, self.config.max_grad_norm)
+        if not math.isfinite(norm):
+            return loss_value, norm, "non-finite gradient norm"
+        return loss_value, norm, None
+
+    def _train_step(self, stop, log):
+        t0 = time.perf_counter()
+        k = self.step + 1
+        lr = warmup_lr(k, self.config.lr, self.config.warmup_steps)
+        x = self.batch(self.step)
+        self.optimizer.zero_grad()
+        # NaN/inf are expected here now and then and handled below: keep NumPy from also warning about them.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            loss, norm, reason = self._loss_and_grads(x)
+            with stop.critical():
+                if reason is None:
+                    self.optimizer.lr = lr
+                    self.optimizer.step()
+                self.optimizer.zero_grad()
+                self._commit(k, loss, norm, lr, time.perf_counter() - t0, reason, log)
+
+    def _commit(self, k, loss, norm, lr, seconds, reason, log):
+        """Book-keeping of a finished step (inside a critical section: a signal cannot split it)."""
+        self.step = k
+        self._pending = None
+        self.last_loss = loss
+        self.last_bpd = bits_per_dim(-loss, self.sample_shape, self.n_bins)
+        record = {"step": k, "loss": loss, "bpd": self.last_bpd, "grad_norm": norm, "lr": lr,
+                  "seconds": seconds, "skipped": reason is not None}
+        if reason is None:
+            self.consecutive_skips = 0
+        else:
+            record["reason"] = reason
+            self.consecutive_skips += 1
+            self.skipped_total += 1
+        log.write(record)
+        if self.consecutive_skips >= self.config.max_consecutive_skips:
+            self.write_curve()
+            where = (f"the last checkpoint, {self.checkpoint_path}, holds step {self._saved_step}"
+                     if self._saved_step is not None else "no checkpoint was written")
+            raise TrainingDiverged(
+                f"stopped at step {k}: {self.consecutive_skips} consecutive steps had a non-finite loss or gradient "
+                f"norm (max_consecutive_skips={self.config.max_consecutive_skips}; last: {reason}). Skipped steps "
+                f"leave the parameters unchanged and {where}. Try a lower learning rate, a longer warm-up or a "
+                f"smaller max_grad_norm.")
+        if self.config.checkpoint_every and k % self.config.checkpoint_every == 0:
+            self.save()
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def fit(self, resume=None):
+        """Train up to ``config.steps`` steps (continuing from ``resume``, a checkpoint path or object, if given).
+
+        Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` when training cannot go on.
+        Installs SIGINT/SIGTERM handlers for its duration and restores the previous ones afterwards.
+        """
+        if resume is not None:
+            self.restore(resume)
+        t_start = time.perf_counter()
+        # A run that continues (resumed, or fit again with more steps) keeps its log up to its step; a fresh
+        # run starts a fresh one.
+        log = RunLog(self.log_path, keep_until=self.step if self.step > 0 else None)
+        progress = ProgressBar(self.config.steps, self.step, self.progress_stream, self.config.progress)
+        self._set_training(True)
+        status, signum = "completed", None
+        try:
+            with StopSignals() as stop:
+                try:
+                    while self.step < self.config.steps and not stop.requested:
+                        self._pending = None
+                        self._pending = self._snapshot()
+                        self._train_step(stop, log)
+                        progress.update(self.step, self.last_loss, self.last_bpd, self.skipped_total,
+                                        force=self.step == self.config.steps)
+                        self._maybe_sample()
+                except StepAborted:
+                    self._abort()
+                with stop.critical():
+                    if stop.requested:
+                        status, signum = "interrupted", stop.signum
+                        progress.update(self.step, self.last_loss, self.last_bpd, self.skipped_total, force=True)
+                    if self._saved_step != self.step:
+                        self.save()
+                    self.write_curve()
+        finally:
+            log.close()
+            progress.close()
+        return TrainResult(status=status, step=self.step, checkpoint=self.checkpoint_path, signal=signum,
+                           loss=self.last_loss, bpd=self.last_bpd, skipped_steps=self.skipped_total,
+                           seconds=time.perf_counter() - t_start)
+
+    def _maybe_sample(self):
+        every = self.config.sample_every
+        if self.on_sample is None or not every or self.step % every:
+            return
+        self._set_training(False)
+        try:
+            with no_grad():
+                self.on_sample(self.step)
+        finally:
+            self._set_training(True)
+
+    def write_curve(self):
+        """Plot the logged curve (bits/dim for quantized data, loss in nats otherwise) to ``curve.png``."""
+        metric = "bpd" if self.n_bins > 1 else "loss"
+        records = [r for r in read_log(self.log_path) if not r.get("skipped") and r.get(metric) is not None]
+        if records:
+            save_curve(self.curve_path, [r["step"] for r in records], [r[metric] for r in records])
