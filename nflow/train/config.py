@@ -27,6 +27,8 @@ class TrainConfig:
     max_consecutive_skips: stop after this many consecutive non-finite steps.
     n_bins: quantisation levels of the data for bits/dim (None: 256 for uint8 data, 1 for float data).
     progress: draw the progress line on stderr.
+    reversible: back-propagate with memory-free reversible backprop (:mod:`nflow.reversible`): the forward
+    pass keeps no activations and each layer's input is rebuilt from its output.
     """
 
     steps: int
@@ -42,6 +44,7 @@ class TrainConfig:
     max_consecutive_skips: int = MAX_CONSECUTIVE_SKIPS
     n_bins: int = None
     progress: bool = True
+    reversible: bool = False
 
     def __post_init__(self):
         self.betas = tuple(self.betas)

@@ -5,7 +5,7 @@ import numpy as np
 
 import nflow
 from nflow.data.dequantize import N_BINS_8BIT, dequantize
-from nflow.metrics import bits_per_dim
+from nflow.metrics import bits_per_dim, n_dims
 from nflow.tensor import no_grad
 
 DEFAULT_EVAL_BATCH = 500
@@ -18,8 +18,9 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
 
     uint8 data is dequantized with noise from ``seed`` (a fixed seed makes the number reproducible; the
     estimate's noise is small for a test set of thousands of images). Runs in eval mode without a graph and
-    restores the model's training mode afterwards. Returns ``{"nll", "bpd", "n", "n_nonfinite"}``; NLL and
-    bits/dim are NaN when any example's log-density is not finite (counted in ``n_nonfinite``).
+    restores the model's training mode afterwards. Returns ``{"nll", "nll_se", "bpd", "bpd_se", "n",
+    "n_nonfinite"}``: the means and their standard errors (sample std of the per-example values / sqrt(n));
+    all NaN when any example's log-density is not finite (counted in ``n_nonfinite``).
     """
     data = np.asarray(data)
     quantized = data.dtype.kind in "ui"
@@ -28,7 +29,7 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
     was_training = getattr(model, "training", None)
     if hasattr(model, "eval"):
         model.eval()
-    total, nonfinite = 0.0, 0
+    total, total_sq, nonfinite = 0.0, 0.0, 0
     try:
         with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             for start in range(0, len(data), batch_size):
@@ -37,8 +38,14 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
                 log_prob = model.log_prob(nflow.tensor(x)).numpy().astype(np.float64)
                 nonfinite += int((~np.isfinite(log_prob)).sum())
                 total += float(log_prob.sum())
+                total_sq += float((log_prob ** 2).sum())
     finally:
         if was_training is not None and hasattr(model, "train"):
             model.train(was_training)
-    nll = -total / len(data) if not nonfinite else math.nan
-    return {"nll": nll, "bpd": bits_per_dim(-nll, data.shape[1:], n_bins), "n": len(data), "n_nonfinite": nonfinite}
+    n = len(data)
+    nll = -total / n if not nonfinite else math.nan
+    variance = max(total_sq / n - (total / n) ** 2, 0.0) * n / max(n - 1, 1)
+    nll_se = math.sqrt(variance / n) if not nonfinite else math.nan
+    bpd = bits_per_dim(-nll, data.shape[1:], n_bins)
+    bpd_se = nll_se / (n_dims(data.shape[1:]) * math.log(2))
+    return {"nll": nll, "nll_se": nll_se, "bpd": bpd, "bpd_se": bpd_se, "n": n, "n_nonfinite": nonfinite}

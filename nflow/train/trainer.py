@@ -40,6 +40,7 @@ from nflow.data.dequantize import N_BINS_8BIT, dequantize
 from nflow.image import save_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
+from nflow.reversible import nll_and_backward
 from nflow.tensor import Tensor, no_grad
 from nflow.train.config import TrainConfig
 from nflow.train.progress import ProgressBar
@@ -205,6 +206,11 @@ class Trainer:
 
     def _loss_and_grads(self, x):
         """Forward and backward; returns (loss, gradient norm before clipping, reason to skip or None)."""
+        if self.config.reversible:
+            loss_value = nll_and_backward(self.model, x, reversible=True)["loss"]
+            if not math.isfinite(loss_value):
+                return loss_value, math.nan, "non-finite loss"
+            return self._clip(loss_value)
         log_prob = self.model.log_prob(nflow.tensor(x))
         if not isinstance(log_prob, Tensor) or log_prob.shape != (len(x),):
             got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
@@ -215,6 +221,9 @@ class Trainer:
         if not math.isfinite(loss_value):
             return loss_value, math.nan, "non-finite loss"
         loss.backward()
+        return self._clip(loss_value)
+
+    def _clip(self, loss_value):
         if self.config.max_grad_norm is None:
             norm = grad_norm(self.params)
         else:

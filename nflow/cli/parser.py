@@ -1,0 +1,109 @@
+"""The command line: ``nflow train | eval | sample | interpolate`` (argparse, with typed checks)."""
+import argparse
+
+from nflow.backend import BACKENDS
+from nflow.cli.build import DATASETS, MODELS
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
+    return value
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(prog="nflow", description="Train, evaluate and sample normalizing flows "
+                                     "(NICE, RealNVP, Glow). `nflow train` alone trains a flow on a 2-D toy "
+                                     "density in about a minute.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (default: RealNVP on the two-moons density)")
+    train.add_argument("--model", choices=sorted(MODELS), default=None,
+                       help="glow, realnvp or nice (default: realnvp; glow when --data mnist)")
+    train.add_argument("--data", choices=DATASETS, default="moons", help="mnist or a 2-D toy density")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=positive_int, default=None, help="optimisation steps in total")
+    length.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set")
+    train.add_argument("--batch-size", type=positive_int, default=None)
+    train.add_argument("--lr", type=positive_float, default=None, help="Adam's peak learning rate")
+    train.add_argument("--warmup", type=non_negative_int, default=None, help="linear learning-rate warm-up steps")
+    train.add_argument("--max-grad-norm", type=positive_float, default=None)
+    train.add_argument("--backend", choices=BACKENDS, default=None, help="default: the fastest available")
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--out", default=None, help="run directory (default: runs/<data>-<model>[-N])")
+    train.add_argument("--data-dir", default=None, help="MNIST directory (default: $NFLOW_DATA)")
+    train.add_argument("--limit", type=positive_int, default=None, help="use only the first N training examples")
+    train.add_argument("--resume", default=None, metavar="CKPT", help="continue a run from its checkpoint")
+    train.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
+    train.add_argument("--checkpoint-every", type=non_negative_int, default=None)
+    train.add_argument("--sample-every", type=non_negative_int, default=None)
+    train.add_argument("--reversible", action="store_true", help="memory-free reversible backprop")
+    train.add_argument("--no-progress", action="store_true", help="no progress line")
+    arch = train.add_argument_group("architecture (defaults depend on the model)")
+    arch.add_argument("--levels", type=positive_int, help="Glow: levels L")
+    arch.add_argument("--flow-steps", type=positive_int, help="Glow: steps of flow K per level")
+    arch.add_argument("--hidden", type=positive_int, help="hidden channels or units of the coupling nets")
+    arch.add_argument("--couplings", type=positive_int, help="NICE / vector RealNVP: coupling layers")
+    arch.add_argument("--depth", type=positive_int, help="NICE / vector RealNVP: hidden layers per net")
+    arch.add_argument("--scales", type=positive_int, help="RealNVP on images: scales")
+    arch.add_argument("--coupling", choices=("affine", "additive"), help="Glow: coupling type")
+    arch.add_argument("--no-lu", action="store_true", help="Glow: plain (not LU) 1x1 convolutions")
+
+    ev = sub.add_parser("eval", help="test NLL and bits/dim of a checkpoint, with standard errors")
+    ev.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    ev.add_argument("--data-dir", default=None)
+    ev.add_argument("--limit", type=positive_int, default=None, help="evaluate on the first N test examples")
+    ev.add_argument("--batch-size", type=positive_int, default=500)
+    ev.add_argument("--backend", choices=BACKENDS, default=None)
+
+    sa = sub.add_parser("sample", help="draw samples into a PNG")
+    sa.add_argument("checkpoint")
+    sa.add_argument("-n", type=positive_int, default=64, help="number of samples")
+    sa.add_argument("--temperature", type=non_negative_float, default=1.0)
+    sa.add_argument("--seed", type=non_negative_int, default=0)
+    sa.add_argument("-o", "--output", default="samples.png")
+    sa.add_argument("--backend", choices=BACKENDS, default=None)
+
+    it = sub.add_parser("interpolate", help="a PNG strip of decoded latent interpolations between test images")
+    it.add_argument("checkpoint")
+    it.add_argument("--pairs", type=positive_int, default=4, help="rows: pairs of test images")
+    it.add_argument("--points", type=positive_int, default=8, help="columns: points along each line (≥ 2)")
+    it.add_argument("--seed", type=non_negative_int, default=0)
+    it.add_argument("--data-dir", default=None)
+    it.add_argument("-o", "--output", default="interpolation.png")
+    it.add_argument("--backend", choices=BACKENDS, default=None)
+    return parser
