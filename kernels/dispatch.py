@@ -1,20 +1,42 @@
 """Which implementation of each kernel family runs on which backend.
 
-Every family module (reference, cpu, cuda) exposes the same functions with the same signatures
-(``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``). The table below is the only place
-that decides; the ``numpy`` backend always runs the NumPy twin in ``kernels/reference``.
+Every family has one module per implementation, all exposing the same functions with the same signatures:
+
+- ``affine_coupling``, ``actnorm``: ``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``;
+- ``gaussian``: ``log_prob``, ``log_prob_backward``, ``standard_log_prob``, ``standard_log_prob_backward``;
+- ``conv``: ``im2col``, ``col2im``.
+
+The table below is the only place that decides. It holds module *names*, imported on first use: the CUDA
+wrappers import CuPy, and nothing may import CuPy unless the ``cupy`` backend is asked for. The ``numpy``
+backend always runs the NumPy twin in ``kernels/reference``; a family without a hand-written kernel for a
+backend runs its twin there too (the twins are written with ``xp`` and run on CuPy arrays as well).
 """
+import importlib
+
 from nflow.backend import get_backend
-from nflow.kernels.reference import actnorm as reference_actnorm
-from nflow.kernels.reference import affine_coupling as reference_affine_coupling
+
+_REFERENCE = "nflow.kernels.reference."
+_CPU = "nflow.kernels.cpu."
+_CUDA = "nflow.kernels.cuda."
 
 _TABLE = {
-    "affine_coupling": {"numpy": reference_affine_coupling, "numba": reference_affine_coupling,
-                        "cupy": reference_affine_coupling},
-    "actnorm": {"numpy": reference_actnorm, "numba": reference_actnorm, "cupy": reference_actnorm},
+    "affine_coupling": {"numpy": _REFERENCE + "affine_coupling", "numba": _CPU + "affine_coupling",
+                        "cupy": _CUDA + "affine_coupling"},
+    "actnorm": {"numpy": _REFERENCE + "actnorm", "numba": _CPU + "actnorm", "cupy": _CUDA + "actnorm"},
+    "gaussian": {"numpy": _REFERENCE + "gaussian", "numba": _CPU + "gaussian", "cupy": _REFERENCE + "gaussian"},
+    "conv": {"numpy": _REFERENCE + "conv", "numba": _CPU + "conv", "cupy": _REFERENCE + "conv"},
 }
 
+FAMILIES = tuple(_TABLE)
 
-def kernel(family):
-    """The module implementing ``family`` on the current backend."""
-    return _TABLE[family][get_backend()]
+
+def module_name(family, backend=None):
+    """The dotted name of the module implementing ``family`` on ``backend`` (default: the current one)."""
+    if family not in _TABLE:
+        raise KeyError(f"unknown kernel family {family!r}; the families are {FAMILIES}")
+    return _TABLE[family][backend or get_backend()]
+
+
+def kernel(family, backend=None):
+    """The module implementing ``family`` on ``backend`` (default: the current one), imported on first use."""
+    return importlib.import_module(module_name(family, backend))

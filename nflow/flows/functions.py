@@ -8,6 +8,7 @@ import numpy as np
 
 from nflow.backend import get_array_module
 from nflow.kernels.dispatch import kernel
+from nflow.ops.broadcast import broadcast_shape, sum_to
 from nflow.tensor import Function
 
 
@@ -24,11 +25,12 @@ class AffineCouplingForward(Function):
 
     def forward(self, x, h, t):
         self.saved = (x, h)
-        return kernel("affine_coupling").forward(x, h, t, self.form)
+        self.kernel = kernel("affine_coupling")  # backward runs the same backend's kernel as forward did
+        return self.kernel.forward(x, h, t, self.form)
 
     def backward(self, gy, glogdet):
         x, h = self.saved
-        return kernel("affine_coupling").forward_backward(x, h, gy, glogdet, self.form)
+        return self.kernel.forward_backward(x, h, gy, glogdet, self.form)
 
 
 class AffineCouplingInverse(Function):
@@ -44,11 +46,12 @@ class AffineCouplingInverse(Function):
 
     def forward(self, y, h, t):
         self.saved = (y, h, t)
-        return kernel("affine_coupling").inverse(y, h, t, self.form)
+        self.kernel = kernel("affine_coupling")
+        return self.kernel.inverse(y, h, t, self.form)
 
     def backward(self, gx, glogdet):
         y, h, t = self.saved
-        return kernel("affine_coupling").inverse_backward(y, h, t, gx, glogdet, self.form)
+        return self.kernel.inverse_backward(y, h, t, gx, glogdet, self.form)
 
 
 # ----------------------------------------------------------------------------------------- actnorm
@@ -57,11 +60,12 @@ class ActNormForward(Function):
 
     def forward(self, x, bias, log_s):
         self.saved = (x, bias, log_s)
-        return kernel("actnorm").forward(x, bias, log_s)
+        self.kernel = kernel("actnorm")
+        return self.kernel.forward(x, bias, log_s)
 
     def backward(self, gy, glogdet):
         x, bias, log_s = self.saved
-        return kernel("actnorm").forward_backward(x, bias, log_s, gy, glogdet)
+        return self.kernel.forward_backward(x, bias, log_s, gy, glogdet)
 
 
 class ActNormInverse(Function):
@@ -69,11 +73,52 @@ class ActNormInverse(Function):
 
     def forward(self, y, bias, log_s):
         self.saved = (y, bias, log_s)
-        return kernel("actnorm").inverse(y, bias, log_s)
+        self.kernel = kernel("actnorm")
+        return self.kernel.inverse(y, bias, log_s)
 
     def backward(self, gx, glogdet):
         y, bias, log_s = self.saved
-        return kernel("actnorm").inverse_backward(y, bias, log_s, gx, glogdet)
+        return self.kernel.inverse_backward(y, bias, log_s, gx, glogdet)
+
+
+# ----------------------------------------------------------------------------------------- gaussian prior
+class GaussianLogProb(Function):
+    """(z, μ, log σ) -> log N(z; μ, σ²) summed per sample, shape (N,). μ and log σ broadcast against z
+    (NumPy's rules; their gradients are summed back to their shapes). Keeps: z, μ, log σ (broadcast views)."""
+
+    def validate(self, z, mean, log_std):
+        shape = broadcast_shape("gaussian log-density", z.shape, mean.shape, log_std.shape)
+        if len(shape) < 1 or z.ndim != len(shape) or shape[0] != z.shape[0]:
+            raise ValueError(f"gaussian log-density: z must be (N, ...) and set the batch; got z {z.shape}, "
+                             f"mean {mean.shape}, log_std {log_std.shape}")
+
+    def forward(self, z, mean, log_std):
+        xp = get_array_module(z)
+        shape = broadcast_shape("gaussian log-density", z.shape, mean.shape, log_std.shape)
+        self.shapes = (z.shape, mean.shape, log_std.shape)
+        self.saved = (xp.broadcast_to(z, shape), xp.broadcast_to(mean, shape), xp.broadcast_to(log_std, shape))
+        self.kernel = kernel("gaussian")
+        return self.kernel.log_prob(*self.saved)
+
+    def backward(self, glogp):
+        grads = self.kernel.log_prob_backward(*self.saved, glogp)
+        return tuple(sum_to(g, shape) for g, shape in zip(grads, self.shapes))
+
+
+class StandardGaussianLogProb(Function):
+    """z -> log N(z; 0, I) summed per sample, shape (N,). Keeps: z."""
+
+    def validate(self, z):
+        if z.ndim < 1:
+            raise ValueError(f"standard gaussian log-density: z must be (N, ...), got shape {z.shape}")
+
+    def forward(self, z):
+        self.saved = z
+        self.kernel = kernel("gaussian")
+        return self.kernel.standard_log_prob(z)
+
+    def backward(self, glogp):
+        return self.kernel.standard_log_prob_backward(self.saved, glogp)
 
 
 # ----------------------------------------------------------------------------------------- float64 linalg
@@ -133,6 +178,14 @@ def actnorm_forward(x, bias, log_s):
 
 def actnorm_inverse(y, bias, log_s):
     return ActNormInverse()(y, bias, log_s)
+
+
+def gaussian_log_prob(z, mean, log_std):
+    return GaussianLogProb()(z, mean, log_std)
+
+
+def standard_gaussian_log_prob(z):
+    return StandardGaussianLogProb()(z)
 
 
 def logabsdet(w):

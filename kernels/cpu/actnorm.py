@@ -1,0 +1,163 @@
+"""ActNorm as Numba kernels: the CPU twin of ``kernels/reference/actnorm.py`` (Kingma & Dhariwal 2018, §3.1).
+
+The equations (copied from the NumPy twin, the reference these kernels are tested against):
+
+    forward:            y = (x + b) · exp(log_s),        logdet[n] = P · Σ_c log_s[c]   (P = pixels per channel)
+    inverse:            x = y · exp(-log_s) - b,         logdet[n] = -P · Σ_c log_s[c]
+    forward_backward:   ∂L/∂x = gy·s;  ∂L/∂b = Σ gy·s;  ∂L/∂log_s = Σ gy·(x + b)·s + P·Σ_n glogdet
+    inverse_backward:   ∂L/∂y = gx/s;  ∂L/∂b = -Σ gx;   ∂L/∂log_s = -Σ gx·y/s - P·Σ_n glogdet
+                        (Σ without a subscript: over the batch and the pixels of channel c)
+
+What is fused: the forward and inverse maps are one pass (``prange`` over the batch, the per-channel scale
+exp(±log_s) computed once per call, C exponentials in all; the log-det is the same for every sample, so it is
+one number filled in). Each backward is one pass that writes the input gradient and accumulates both
+per-channel sums (``prange`` over the channels, so each thread owns its channels' sums: no atomics, no
+per-thread partial arrays). Arithmetic in float64, results stored in the arrays' dtype.
+
+Arrays: x of shape (N, C) or (N, C, H, W) (any number of pixel axes), b and log_s of shape (C,), one float dtype.
+A non-contiguous x is copied to C order by the wrapper first. ``NUMBA_DISABLE_JIT=1`` runs the loops as Python.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# See kernels/cpu/affine_coupling.py: "reassoc" lets LLVM vectorise the per-channel sums; error_model="numpy"
+# keeps Python's ZeroDivisionError test (and its branch) out of the loops.
+REDUCTION_FLAGS = {"reassoc"}
+
+
+@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+def _affine(x, bias, log_s, sign, out):
+    """out = (x + b)·exp(log_s) for sign = +1 (forward); out = x·exp(-log_s) - b for sign = -1 (inverse)."""
+    n_samples, channels, _ = x.shape
+    scale = np.empty(channels)
+    for c in range(channels):
+        scale[c] = math.exp(sign * float(log_s[c]))
+    for n in prange(n_samples):
+        for c in range(channels):
+            s, b = scale[c], float(bias[c])
+            xs, ys = x[n, c], out[n, c]
+            if sign > 0:
+                for p in range(xs.shape[0]):
+                    ys[p] = (xs[p] + b) * s
+            else:
+                for p in range(xs.shape[0]):
+                    ys[p] = xs[p] * s - b
+
+
+@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+def _forward_backward(x, bias, log_s, gy, glogdet, gx, gbias, glog_s):
+    n_samples, channels, pixels = x.shape
+    glogdet_total = 0.0
+    for n in range(n_samples):
+        glogdet_total += glogdet[n]
+    for c in prange(channels):
+        s, b = math.exp(float(log_s[c])), float(bias[c])
+        sum_g, sum_gxb = 0.0, 0.0
+        for n in range(n_samples):
+            xs, gys, gxs = x[n, c], gy[n, c], gx[n, c]
+            for p in range(pixels):
+                g = gys[p] * s
+                gxs[p] = g
+                sum_g += g
+                sum_gxb += g * (xs[p] + b)
+        gbias[c] = sum_g
+        glog_s[c] = sum_gxb + pixels * glogdet_total
+
+
+@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+def _inverse_backward(y, bias, log_s, gx, glogdet, gy, gbias, glog_s):
+    n_samples, channels, pixels = y.shape
+    glogdet_total = 0.0
+    for n in range(n_samples):
+        glogdet_total += glogdet[n]
+    for c in prange(channels):
+        r = math.exp(-float(log_s[c]))
+        sum_gx, sum_gyy = 0.0, 0.0
+        for n in range(n_samples):
+            ys, gxs, gys = y[n, c], gx[n, c], gy[n, c]
+            for p in range(pixels):
+                g = gxs[p]
+                gyv = g * r
+                gys[p] = gyv
+                sum_gx += g
+                sum_gyy += gyv * ys[p]
+        gbias[c] = -sum_gx
+        glog_s[c] = -sum_gyy - pixels * glogdet_total
+
+
+# --------------------------------------------------------------------------------------------- wrappers
+def _check(x, bias, log_s, name):
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"actnorm kernel: needs float32 or float64 arrays, got {name} of dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"actnorm kernel: {name} must be (N, C, ...), got shape {x.shape}")
+    for what, v in (("bias", bias), ("log_s", log_s)):
+        if v.shape != (x.shape[1],):
+            raise ValueError(f"actnorm kernel: {what} must have shape ({x.shape[1]},) for {name} of shape "
+                             f"{x.shape}, got {v.shape}")
+        if v.dtype != x.dtype:
+            raise TypeError(f"actnorm kernel: {what} is {v.dtype} but {name} is {x.dtype}; use one dtype")
+
+
+def _as3d(a, like, name):
+    if a.shape != like.shape or a.dtype != like.dtype:
+        raise ValueError(f"actnorm kernel: {name} must be {like.dtype} of shape {like.shape}, "
+                         f"got {a.dtype} of shape {a.shape}")
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def _pixels(x):
+    p = 1
+    for n in x.shape[2:]:
+        p *= n
+    return p
+
+
+def _glogdet(g, x):
+    if g.shape != (x.shape[0],) or g.dtype != x.dtype:
+        raise ValueError(f"actnorm kernel: glogdet must be {x.dtype} of shape ({x.shape[0]},), "
+                         f"got {g.dtype} of shape {g.shape}")
+    return np.ascontiguousarray(g)
+
+
+def _logdet(x, log_s, sign):
+    total = sign * _pixels(x) * float(log_s.astype(np.float64).sum())
+    return np.full((x.shape[0],), total, dtype=x.dtype)
+
+
+def forward(x, bias, log_s):
+    _check(x, bias, log_s, "x")
+    x3 = _as3d(x, x, "x")
+    y = np.empty_like(x3)
+    _affine(x3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), 1, y)
+    return y.reshape(x.shape), _logdet(x, log_s, 1)
+
+
+def inverse(y, bias, log_s):
+    _check(y, bias, log_s, "y")
+    y3 = _as3d(y, y, "y")
+    x = np.empty_like(y3)
+    _affine(y3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), -1, x)
+    return x.reshape(y.shape), _logdet(y, log_s, -1)
+
+
+def forward_backward(x, bias, log_s, gy, glogdet):
+    _check(x, bias, log_s, "x")
+    x3, gy3 = _as3d(x, x, "x"), _as3d(gy, x, "gy")
+    gx = np.empty_like(x3)
+    gbias, glog_s = np.empty_like(bias), np.empty_like(log_s)
+    _forward_backward(x3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), gy3, _glogdet(glogdet, x),
+                      gx, gbias, glog_s)
+    return gx.reshape(x.shape), gbias, glog_s
+
+
+def inverse_backward(y, bias, log_s, gx, glogdet):
+    _check(y, bias, log_s, "y")
+    y3, gx3 = _as3d(y, y, "y"), _as3d(gx, y, "gx")
+    gy = np.empty_like(y3)
+    gbias, glog_s = np.empty_like(bias), np.empty_like(log_s)
+    _inverse_backward(y3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), gx3, _glogdet(glogdet, y),
+                      gy, gbias, glog_s)
+    return gy.reshape(y.shape), gbias, glog_s
