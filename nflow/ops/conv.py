@@ -1,42 +1,74 @@
 """2-D convolution, stride 1, 'same' zero padding, odd square kernels (Glow and RealNVP use 1x1 and 3x3).
 
-Layout: NCHW, as in the papers' code, for inputs, outputs and the internal GEMMs. With the weight as a
-``(C_out, C_in·k·k)`` matrix and the input unfolded per sample into columns ``(C_in·k·k, H·W)`` (im2col),
-the product ``W @ cols`` lands directly in ``(N, C_out, H·W)``, i.e. NCHW, with no transpose of the output.
-A 1x1 convolution needs no unfolding at all: ``W @ x.reshape(N, C_in, H·W)``.
+Inputs and outputs are NCHW, as in the papers' code. Inside, the batch is folded into the GEMMs' long axis:
+the input is unfolded into one matrix of columns ``cols`` of shape ``(C_in·k·k, N·H·W)`` (im2col, channel-major:
+row ``(c, i, j)`` holds ``x_pad[n, c, h+i, w+j]`` for every pixel ``(n, h, w)``), so each product is a single
+large GEMM:
+
+    forward   y  = W @ cols               (C_out, C_in·k²) @ (C_in·k², N·H·W)
+    backward  dW = gy @ colsᵀ             (C_out, N·H·W)   @ (N·H·W, C_in·k²)
+              dx = col2im(Wᵀ @ gy)        (C_in·k², C_out) @ (C_out, N·H·W)
+
+with ``gy`` the output gradient in the same channel-major layout ``(C_out, N·H·W)``. ``colsᵀ`` is a view
+(BLAS reads it transposed), so no GEMM operand is ever copied. The price is one NCHW <-> channel-major
+transpose of the (small) output and output gradient. A 1x1 convolution needs no unfolding, only that transpose.
+
+Why one big GEMM rather than a GEMM per sample and ``tensordot`` (this module's first layout): at Glow's sizes
+(N=64, C=256, 14x14, k=3) a GEMM per sample (196 columns each) runs ~10% below one GEMM over all 12,544
+columns, ``tensordot`` for dW copies the whole unfolded input (k² times x) to make it contiguous, and unfolding
+into ``(N, C·k², H·W)`` is slower than into ``(C·k², N·H·W)``. Forward + backward went from 2.3x to 1.3x the
+GEMM roofline (``python -m benchmarks.conv2d_roofline``; figures in benchmarks/RESULTS.md).
 
 Cost: 2·N·C_out·C_in·k²·H·W FLOPs forward, twice that backward (one GEMM for dx, one for dW).
-Memory: backward keeps the input and the weight; the im2col buffer is rebuilt in backward rather than kept,
-trading one cheap unfold for k² times the input's memory per layer.
+Memory: backward keeps the input and the weight; the im2col buffer (k² times the input) is rebuilt in backward
+rather than kept, trading one cheap unfold for that memory per layer.
 """
 from nflow.backend import get_array_module
 from nflow.tensor import Function
 
 
+def channel_major(a):
+    """(N, C, H, W) -> (C, N·H·W), contiguous."""
+    xp = get_array_module(a)
+    n, c, h, w = a.shape
+    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, n * h * w)
+
+
+def batch_major(a, shape):
+    """The inverse of :func:`channel_major`: (C, N·H·W) -> (N, C, H, W) with ``shape`` = (N, C, H, W)."""
+    xp = get_array_module(a)
+    n, c, h, w = shape
+    return xp.ascontiguousarray(a.reshape(c, n, h, w).transpose(1, 0, 2, 3))
+
+
 def im2col(x, k):
-    """(N, C, H, W) -> (N, C·k·k, H·W): every k×k zero-padded neighbourhood as a column."""
+    """(N, C, H, W) -> (C·k·k, N·H·W): every k×k zero-padded neighbourhood as a column, channel-major."""
+    if k == 1:
+        return channel_major(x)
     xp = get_array_module(x)
     n, c, h, w = x.shape
     p = k // 2
-    xpad = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    cols = xp.empty((n, c, k, k, h, w), dtype=x.dtype)
-    for i in range(k):  # k² strided copies; each is one contiguous-in-W block move
+    xpad = xp.pad(x.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (p, p), (p, p)))  # (C, N, H+2p, W+2p)
+    cols = xp.empty((c, k, k, n, h, w), dtype=x.dtype)
+    for i in range(k):  # k² strided copies, each writing N·H·W-element runs
         for j in range(k):
-            cols[:, :, i, j] = xpad[:, :, i:i + h, j:j + w]
-    return cols.reshape(n, c * k * k, h * w)
+            cols[:, i, j] = xpad[:, :, i:i + h, j:j + w]
+    return cols.reshape(c * k * k, n * h * w)
 
 
 def col2im(cols, shape, k):
-    """The adjoint of :func:`im2col`: (N, C·k·k, H·W) -> (N, C, H, W), overlapping entries summed."""
+    """The adjoint of :func:`im2col`: (C·k·k, N·H·W) -> (N, C, H, W), overlapping entries summed."""
+    if k == 1:
+        return batch_major(cols, shape)
     xp = get_array_module(cols)
     n, c, h, w = shape
     p = k // 2
-    cols = cols.reshape(n, c, k, k, h, w)
-    xpad = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=cols.dtype)
+    cols = cols.reshape(c, k, k, n, h, w)
+    xpad = xp.zeros((c, n, h + 2 * p, w + 2 * p), dtype=cols.dtype)
     for i in range(k):
         for j in range(k):
-            xpad[:, :, i:i + h, j:j + w] += cols[:, :, i, j]
-    return xpad[:, :, p:p + h, p:p + w]
+            xpad[:, :, i:i + h, j:j + w] += cols[:, i, j]
+    return xp.ascontiguousarray(xpad[:, :, p:p + h, p:p + w].transpose(1, 0, 2, 3))
 
 
 class Conv2d(Function):
@@ -57,35 +89,26 @@ class Conv2d(Function):
                             + (f", bias {b.dtype}" if b is not None else ""))
 
     def forward(self, x, w, b=None):
-        xp = get_array_module(x)
         n, c, h, wd = x.shape
         c_out, _, k, _ = w.shape
         self.saved = (x, w)
-        cols = x.reshape(n, c, h * wd) if k == 1 else im2col(x, k)
-        y = xp.matmul(w.reshape(c_out, c * k * k), cols)
+        y = w.reshape(c_out, c * k * k) @ im2col(x, k)  # (C_out, N·H·W)
         if b is not None:
             y += b[:, None]
-        return y.reshape(n, c_out, h, wd)
+        return batch_major(y, (n, c_out, h, wd))
 
     def backward(self, gy):
-        xp = get_array_module(gy)
         x, w = self.saved
-        n, c, h, wd = x.shape
-        c_out, _, k, _ = w.shape
-        gy = gy.reshape(n, c_out, h * wd)
-        wmat = w.reshape(c_out, c * k * k)
+        c_out, c, k, _ = w.shape
+        gy = channel_major(gy)  # (C_out, N·H·W)
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         gx = gw = gb = None
         if need_w:
-            cols = x.reshape(n, c, h * wd) if k == 1 else im2col(x, k)
-            # Σ_n gy[n] @ cols[n]ᵀ as one GEMM over the (n, pixel) pairs.
-            gw = xp.tensordot(gy, cols, axes=([0, 2], [0, 2])).reshape(w.shape)
-            del cols
+            gw = (gy @ im2col(x, k).T).reshape(w.shape)  # Σ over all N·H·W pixels in one GEMM
         if need_x:
-            gcols = xp.matmul(wmat.T, gy)
-            gx = gcols.reshape(x.shape) if k == 1 else col2im(gcols, x.shape, k)
+            gx = col2im(w.reshape(c_out, c * k * k).T @ gy, x.shape, k)
         if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2))
+            gb = gy.sum(axis=1)
         return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
 
 

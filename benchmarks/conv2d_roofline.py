@@ -1,0 +1,205 @@
+"""nflow's conv2d, forward + backward at Glow's sizes, against the FLOP roofline of this machine's GEMM.
+
+Glow's coupling networks convolve N=64 images of 14x14 with 256 -> 256 channels (k=3 and k=1 layers, as in
+a 28x28 model after one squeeze). Every FLOP of a convolution written as GEMMs is a GEMM FLOP, so the best
+time it can take is
+
+    roofline = FLOPs / (GEMM rate),   FLOPs = 2·N·C_out·C_in·k²·H·W forward, twice that backward,
+
+with the GEMM rate measured in the same run (``benchmarks.machine.gemm_gflops``, an n³ float32 product).
+The script also times the pieces of nflow's implementation (im2col, the three GEMMs, col2im, the layout
+transposes), the layout nflow used before (a GEMM per sample and ``tensordot`` for dW; kept here, in
+:func:`per_sample_conv`, only to be measured) and, when PyTorch is importable, ``torch.nn.functional.conv2d``
+on the same data as an outside reference.
+
+    python -m benchmarks.conv2d_roofline [--quick] [--no-torch] [--clock cpu]
+
+``--clock cpu`` times with this process's CPU time instead of wall time, GEMM rate included. On a machine
+other work is sharing, with ``OPENBLAS_NUM_THREADS=1``, that gives stable single-core figures when wall
+times are not.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+import nflow
+import nflow.functional as F
+from benchmarks.machine import describe, gemm_gflops, markdown_table, median_time
+from nflow.ops.conv import channel_major, col2im, im2col
+
+GLOW = dict(n=64, c=256, h=14, w=14)
+
+
+def conv_flops(n, c_in, c_out, h, w, k):
+    return 2 * n * c_out * c_in * k * k * h * w
+
+
+def make_inputs(n, c, h, w, k, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((c, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    gy = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    return x, wt, b, gy
+
+
+# ---------------------------------------------------------------------------------------------- nflow
+CLOCK = time.perf_counter
+
+
+def time_nflow(x, wt, b, gy, repeats):
+    """(forward seconds, backward seconds) of nflow's conv2d with all three inputs requiring grad."""
+    tx, tw, tb = (nflow.Tensor(a, requires_grad=True) for a in (x, wt, b))
+    forward = median_time(lambda: F.conv2d(tx, tw, tb), repeats, clock=CLOCK)
+    samples = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        tx.grad = tw.grad = tb.grad = None
+        y = F.conv2d(tx, tw, tb)
+        start = CLOCK()
+        y.backward(gy)
+        samples.append(CLOCK() - start)
+    return forward, float(np.median(samples[1:]))
+
+
+def time_pieces(x, wt, gy, repeats):
+    """Each step of nflow's conv2d on its own (ms), in the order forward then backward runs them."""
+    n, c, h, w = x.shape
+    c_out, _, k, _ = wt.shape
+    wmat = wt.reshape(c_out, c * k * k)
+    cols = im2col(x, k)
+    y = wmat @ cols
+    gy_cm = channel_major(gy)
+    gcols = wmat.T @ gy_cm
+    pieces = [
+        ("im2col (x2: forward and backward)" if k > 1 else "x to channel-major (x2)", lambda: im2col(x, k), 2),
+        ("forward GEMM W @ cols", lambda: wmat @ cols, 1),
+        ("output to NCHW", lambda: np.ascontiguousarray(y.reshape(c_out, n, h, w).transpose(1, 0, 2, 3)), 1),
+        ("gy to channel-major", lambda: channel_major(gy), 1),
+        ("dW GEMM gy @ colsᵀ", lambda: gy_cm @ cols.T, 1),
+        ("dx GEMM Wᵀ @ gy", lambda: wmat.T @ gy_cm, 1),
+        ("col2im" if k > 1 else "dx to NCHW", lambda: col2im(gcols, x.shape, k), 1),
+    ]
+    return [(name, median_time(fn, repeats, clock=CLOCK) * 1e3 * times) for name, fn, times in pieces]
+
+
+# ---------------------------------------------------------------------------------------------- the old layout
+def per_sample_conv(x, wt, gy):
+    """The layout nflow used before: cols per sample (N, C·k², H·W), a GEMM per sample, tensordot for dW."""
+    n, c, h, w = x.shape
+    c_out, _, k, _ = wt.shape
+    p = k // 2
+
+    def unfold(a):
+        apad = np.pad(a, ((0, 0), (0, 0), (p, p), (p, p)))
+        out = np.empty((n, c, k, k, h, w), dtype=a.dtype)
+        for i in range(k):
+            for j in range(k):
+                out[:, :, i, j] = apad[:, :, i:i + h, j:j + w]
+        return out.reshape(n, c * k * k, h * w)
+
+    wmat = wt.reshape(c_out, c * k * k)
+    y = np.matmul(wmat, unfold(x))                                                   # forward
+    g = gy.reshape(n, c_out, h * w)
+    gw = np.tensordot(g, unfold(x), axes=([0, 2], [0, 2]))                           # dW
+    gcols = np.matmul(wmat.T, g).reshape(n, c, k, k, h, w)                           # dx
+    gpad = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype)
+    for i in range(k):
+        for j in range(k):
+            gpad[:, :, i:i + h, j:j + w] += gcols[:, :, i, j]
+    return y.reshape(n, c_out, h, w), gw.reshape(wt.shape), gpad[:, :, p:p + h, p:p + w]
+
+
+# ---------------------------------------------------------------------------------------------- PyTorch
+def time_torch(x, wt, b, gy, repeats, threads):
+    """(forward s, backward s, version) of torch.nn.functional.conv2d on the same arrays with ``threads``
+    threads (as many as OpenBLAS uses), or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    k = wt.shape[-1]
+    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, wt, b))
+    tgy = torch.from_numpy(gy)
+    forward = median_time(lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=k // 2), repeats, clock=CLOCK)
+    samples = []
+    for _ in range(repeats + 1):
+        tx.grad = tw.grad = tb.grad = None
+        y = torch.nn.functional.conv2d(tx, tw, tb, padding=k // 2)
+        start = CLOCK()
+        y.backward(tgy)
+        samples.append(CLOCK() - start)
+    return forward, float(np.median(samples[1:])), torch.__version__
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N=8 and fewer repeats (a smoke run, seconds)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default) or this process's CPU time, summed over its threads")
+    args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    sizes = dict(GLOW, n=8) if args.quick else dict(GLOW)
+    repeats = 3 if args.quick else 7
+
+    machine = describe()
+    rate = gemm_gflops(1024 if args.quick else 2048, repeats, clock=CLOCK)
+    print(f"{machine['cpu']} (family/model {machine['cpu family/model']}), {machine['logical cores']} cores, "
+          f"numpy {machine['numpy']}, OpenBLAS core {machine['OpenBLAS core type at run time']} "
+          f"(OPENBLAS_CORETYPE={machine['$OPENBLAS_CORETYPE']}), {machine['OpenBLAS threads']} BLAS threads, "
+          f"load average {machine['load average (1 min) at start']}")
+    print(f"Clock: {'CPU time of this process (core-seconds)' if args.clock == 'cpu' else 'wall time'}. "
+          f"GEMM rate measured now: {rate:.1f} GFLOP/s (float32, median of {repeats}); "
+          f"conv: N={sizes['n']}, C_in=C_out={sizes['c']}, {sizes['h']}x{sizes['w']}, float32\n")
+
+    rows, piece_tables = [], []
+    for k in (3, 1):
+        x, wt, b, gy = make_inputs(sizes["n"], sizes["c"], sizes["h"], sizes["w"], k)
+        # correctness before timing: nflow and the old layout agree on y, dW and dx
+        tx, tw = nflow.Tensor(x, requires_grad=True), nflow.Tensor(wt, requires_grad=True)
+        y = F.conv2d(tx, tw)
+        y.backward(gy)
+        y_old, gw_old, gx_old = per_sample_conv(x, wt, gy)
+        for got, want in ((y.data, y_old), (tw.grad, gw_old), (tx.grad, gx_old)):
+            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * float(np.abs(want).max()))
+
+        flops = conv_flops(sizes["n"], sizes["c"], sizes["c"], sizes["h"], sizes["w"], k)
+        roof_f, roof_b = flops / rate / 1e9, 2 * flops / rate / 1e9
+        fwd, bwd = time_nflow(x, wt, b, gy, repeats)
+        old = median_time(lambda: per_sample_conv(x, wt, gy), repeats, clock=CLOCK)
+        label = f"k={k} ({3 * flops / 1e9:.1f} GFLOP fwd+bwd)"
+        rows.append([label, "nflow conv2d, forward", f"{fwd * 1e3:.1f}", f"{roof_f * 1e3:.1f}", f"{fwd / roof_f:.2f}×",
+                     f"{flops / fwd / 1e9:.0f}"])
+        rows.append(["", "nflow conv2d, backward", f"{bwd * 1e3:.1f}", f"{roof_b * 1e3:.1f}", f"{bwd / roof_b:.2f}×",
+                     f"{2 * flops / bwd / 1e9:.0f}"])
+        rows.append(["", "**nflow conv2d, forward + backward**", f"**{(fwd + bwd) * 1e3:.1f}**",
+                     f"{(roof_f + roof_b) * 1e3:.1f}", f"**{(fwd + bwd) / (roof_f + roof_b):.2f}×**",
+                     f"{3 * flops / (fwd + bwd) / 1e9:.0f}"])
+        rows.append(["", "old layout (GEMM per sample, tensordot dW), fwd + bwd", f"{old * 1e3:.1f}",
+                     f"{(roof_f + roof_b) * 1e3:.1f}", f"{old / (roof_f + roof_b):.2f}×", f"{3 * flops / old / 1e9:.0f}"])
+        if not args.no_torch:
+            threads = machine["OpenBLAS threads"]
+            ref = time_torch(x, wt, b, gy, repeats, threads if isinstance(threads, int) else os.cpu_count())
+            if ref is not None:
+                tf, tb_, version = ref
+                rows.append(["", f"PyTorch {version} conv2d, fwd + bwd", f"{(tf + tb_) * 1e3:.1f}",
+                             f"{(roof_f + roof_b) * 1e3:.1f}", f"{(tf + tb_) / (roof_f + roof_b):.2f}×",
+                             f"{3 * flops / (tf + tb_) / 1e9:.0f}"])
+        pieces = time_pieces(x, wt, gy, repeats)
+        total = sum(ms for _, ms in pieces)
+        piece_tables.append((k, [[name, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for name, ms in pieces]
+                             + [["sum of pieces", f"{total:.1f}", ""]]))
+
+    print(markdown_table(["layer", "what", "time (ms)", "roofline (ms)", "time / roofline", "GFLOP/s"], rows))
+    for k, table in piece_tables:
+        print(f"\nnflow conv2d k={k}, its pieces timed alone (median of {repeats}):\n")
+        print(markdown_table(["piece", "ms", "share"], table))
+
+
+if __name__ == "__main__":
+    main()
