@@ -310,6 +310,13 @@ class ActNorm(Flow):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.int8))
+        # The buffer read once into a Python bool, so a compiled forward has no data-dependent branch (graph
+        # break); reset whenever the buffer may have been overwritten (state dict loads, weight transfer).
+        self.known_initialised = False
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.known_initialised = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def _initialise(self, x):
@@ -325,8 +332,11 @@ class ActNorm(Flow):
         return v.view(1, -1, *([1] * (ndim - 2)))
 
     def forward(self, x):
-        if self.training and not bool(self.initialised):
-            self._initialise(x)
+        if not self.known_initialised:
+            self.known_initialised = bool(self.initialised)
+            if self.training and not self.known_initialised:
+                self._initialise(x)
+                self.known_initialised = True
         pixels = x[0, 0].numel()
         y = (x + self._view(self.bias, x.dim())) * self._view(torch.exp(self.log_scale), x.dim())
         return y, (pixels * self.log_scale.sum()).expand(x.shape[0])

@@ -40,6 +40,9 @@ def nflow_to_torch(nflow_model, torch_model):
                                  f"{tuple(target.shape)} in torch")
             target.copy_(torch.as_tensor(np.array(value)).to(target.dtype))  # np.array keeps 0-d shape
     torch_model._latent_shapes = None
+    for module in torch_model.modules():
+        if isinstance(module, torch_models.ActNorm):
+            module.known_initialised = False  # re-read the transferred ``initialised`` buffer
     return torch_model
 
 
