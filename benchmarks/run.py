@@ -291,6 +291,7 @@ def child_speed(workload, repeats, warmup, use_compile, batch=None, samples=SAMP
                 res["cpu"][name].append(time.process_time() - c)
         res["median"] = {k: _median(v) for k, v in res["times"].items()}
         res["cpu_median"] = {k: _median(v) for k, v in res["cpu"].items()}
+        res["min"] = {k: min(v) for k, v in res["times"].items() if v}
         out["ops"][op] = res
         print(f"[{workload}] {op}: " + ", ".join(f"{k} {v:.3f} s" for k, v in res["median"].items()),
               file=sys.stderr, flush=True)
@@ -501,13 +502,17 @@ def speed_table(results):
 
 
 def cpu_table(results):
-    header = ["workload", "op", "setting", "nflow CPU (s)", "torch eager CPU (s)", "nflow/eager (CPU time)"]
+    header = ["workload", "op", "setting", "nflow CPU (s)", "torch eager CPU (s)", "nflow/eager (CPU time)",
+              "nflow min (s)", "torch eager min (s)", "torch.compile min (s)", "nflow/eager (min)",
+              "nflow/compile (min)"]
     rows = []
     for r in results["speed"]:
         for op, res in r["ops"].items():
             n, t = res["cpu_median"].get("nflow"), res["cpu_median"].get("torch")
+            mn, mt, mc = (res.get("min", {}).get(k) for k in ("nflow", "torch", "compiled"))
             rows.append([r["workload"], op_label(op, r), r["setting"], _fmt_s(n), _fmt_s(t),
-                         _fmt_r(n / t if n and t else None)])
+                         _fmt_r(n / t if n and t else None), _fmt_s(mn), _fmt_s(mt), _fmt_s(mc),
+                         _fmt_r(mn / mt if mn and mt else None), _fmt_r(mn / mc if mn and mc else None)])
     return header, rows
 
 
@@ -611,8 +616,10 @@ def report(results, command, quick):
     parts += ["Ratios below 1 mean nflow is faster. roofline = measured time ÷ (analytic GEMM FLOPs ÷ best "
               "float32 GEMM rate of the same child). parity = max relative difference of log_prob between the two "
               "implementations on the benchmark batch (same weights).", ""]
-    parts += ["### CPU time per operation (median; both threads counted)", "",
-              "Less sensitive to other processes on the machine than wall time.", "", markdown(ch, cr), ""]
+    parts += ["### CPU time (median; every thread of the process counted) and best round (min wall time)", "",
+              "Both are less sensitive than the median wall time to other processes on the machine. CPU time also "
+              "counts the other library's idle threads spinning right after its own call (OpenBLAS waits busily "
+              "for a while), so it is an upper bound.", "", markdown(ch, cr), ""]
     if results["memory"]:
         mh, mr = memory_table(results)
         parts += ["### Glow depth scaling: peak memory of a training step (batch 64, hidden 256, L = 2)", "",
