@@ -233,18 +233,30 @@ def test_im2col_col2im_match_twin(dtype, k, shape, seed):
     x = draw(rng, shape, dtype)
     cols = cpu_conv.im2col(x, k)
     np.testing.assert_array_equal(cols, ref_conv.im2col(x, k))  # a copy: exact
+    assert cols.shape == (shape[1] * k * k, shape[0] * shape[2] * shape[3])  # channel-major, as ops/conv.py
     g = draw(rng, cols.shape, dtype)
-    assert_close(cpu_conv.col2im(g, shape, k), np.ascontiguousarray(ref_conv.col2im(g, shape, k)), dtype,
-                 scale=k * k, what="col2im")
+    assert_close(cpu_conv.col2im(g, shape, k), ref_conv.col2im(g, shape, k), dtype, scale=k * k, what="col2im")
 
 
 def test_col2im_is_the_adjoint_of_im2col():
     # <im2col(x), c> = <x, col2im(c)>: independent of the twins
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 5, 4))
-    c = rng.standard_normal((2, 27, 20))
+    c = rng.standard_normal((27, 40))
     np.testing.assert_allclose(np.vdot(cpu_conv.im2col(x, 3), c), np.vdot(x, cpu_conv.col2im(c, x.shape, 3)),
                                rtol=1e-12)
+
+
+def test_reference_im2col_is_the_engines():
+    # the twin must stay the code nflow/ops/conv.py runs, so the Numba kernel can replace it there
+    from nflow.ops import conv as engine
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 4, 5))
+    for k in (1, 3):
+        np.testing.assert_array_equal(ref_conv.im2col(x, k), engine.im2col(x, k))
+        c = rng.standard_normal((3 * k * k, 40))
+        np.testing.assert_array_equal(ref_conv.col2im(c, x.shape, k), engine.col2im(c, x.shape, k))
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
@@ -392,3 +404,34 @@ def test_cupy_backend_without_a_gpu_says_why():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="backend 'cupy' is unavailable"):
         nflow.set_backend("cupy")
+
+
+def test_kernels_run_as_plain_python_with_jit_disabled():
+    # NUMBA_DISABLE_JIT=1 lets a reader step through the loops; they must still compute the twin's values
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from nflow.kernels.cpu import actnorm, affine_coupling, gaussian, vector_exp
+from nflow.kernels.reference import actnorm as ref_actnorm, affine_coupling as ref_affine, gaussian as ref_gaussian
+assert not hasattr(affine_coupling._forward, "py_func"), "the JIT is still on"
+rng = np.random.default_rng(0)
+x, h, t, g = (rng.standard_normal((2, 3, 2, 2)) for _ in range(4))
+gl = rng.standard_normal(2)
+for form in ("sigmoid", "exp"):
+    for a, b in zip(affine_coupling.forward(x, 3 * h, t, form), ref_affine.forward(x, 3 * h, t, form)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    for a, b in zip(affine_coupling.inverse_backward(x, h, t, g, gl, form),
+                    ref_affine.inverse_backward(x, h, t, g, gl, form)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+for a, b in zip(actnorm.forward_backward(x, h[0, :, 0, 0], t[0, :, 0, 0], g, gl),
+                ref_actnorm.forward_backward(x, h[0, :, 0, 0], t[0, :, 0, 0], g, gl)):
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+np.testing.assert_allclose(gaussian.log_prob(x, h, 0.1 * t), ref_gaussian.log_prob(x, h, 0.1 * t), rtol=1e-12)
+assert vector_exp.float64_from_bits(0x3FF0000000000000) == 1.0 and vector_exp.float32_from_bits(0x40000000) == 2.0
+print("ok")
+"""
+    env = dict(__import__("os").environ, NUMBA_DISABLE_JIT="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -8,7 +8,8 @@ The equations (copied from the NumPy twin, the reference these kernels are teste
     inverse_backward:   ∂L/∂y = gx/s;  ∂L/∂b = -Σ gx;   ∂L/∂log_s = -Σ gx·y/s - P·Σ_n glogdet
                         (Σ without a subscript: over the batch and the pixels of channel c)
 
-What is fused: the forward and inverse maps are one pass (``prange`` over the batch, the per-channel scale
+What is fused (loops marked ``prange``, built serial: see ``kernels/cpu/__init__.py``): the forward and inverse
+maps are one pass (``prange`` over the batch, the per-channel scale
 exp(±log_s) computed once per call, C exponentials in all; the log-det is the same for every sample, so it is
 one number filled in). Each backward is one pass that writes the input gradient and accumulates both
 per-channel sums (``prange`` over the channels, so each thread owns its channels' sums: no atomics, no
@@ -22,12 +23,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from nflow.kernels.cpu import PARALLEL
+
 # See kernels/cpu/affine_coupling.py: "reassoc" lets LLVM vectorise the per-channel sums; error_model="numpy"
 # keeps Python's ZeroDivisionError test (and its branch) out of the loops.
 REDUCTION_FLAGS = {"reassoc"}
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _affine(x, bias, log_s, sign, out):
     """out = (x + b)·exp(log_s) for sign = +1 (forward); out = x·exp(-log_s) - b for sign = -1 (inverse)."""
     n_samples, channels, _ = x.shape
@@ -46,7 +49,7 @@ def _affine(x, bias, log_s, sign, out):
                     ys[p] = xs[p] * s - b
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _forward_backward(x, bias, log_s, gy, glogdet, gx, gbias, glog_s):
     n_samples, channels, pixels = x.shape
     glogdet_total = 0.0
@@ -66,7 +69,7 @@ def _forward_backward(x, bias, log_s, gy, glogdet, gx, gbias, glog_s):
         glog_s[c] = sum_gxb + pixels * glogdet_total
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _inverse_backward(y, bias, log_s, gx, glogdet, gy, gbias, glog_s):
     n_samples, channels, pixels = y.shape
     glogdet_total = 0.0

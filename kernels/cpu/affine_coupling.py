@@ -10,7 +10,8 @@ The equations (copied from the NumPy twin, which is the reference these kernels 
 with the log-scale form ``"sigmoid"`` (Glow): s = sigmoid(h + 2), log s = logsigmoid(h + 2), d log s/dh = 1 - s;
 or ``"exp"`` (RealNVP): s = exp(h), log s = h, d log s/dh = 1.
 
-What is fused: each function is one pass over the arrays, sample by sample (``prange`` over the batch): s is
+What is fused: each function is one pass over the arrays, sample by sample (``prange`` over the batch, built
+serial: see ``kernels/cpu/__init__.py``): s is
 computed once per element from h and used at once; forward writes y and accumulates the per-sample log-det in
 the same loop; forward_backward writes gx and gh in one loop (gt = gy is returned as is, no copy, exactly as the
 twin does); inverse_backward writes gy, gh and gt in one loop (x is recomputed from y, t and s on the fly).
@@ -20,7 +21,9 @@ e = exp(-|u|) ∈ (0, 1],  s = 1 / (1 + e) for u ≥ 0 and e / (1 + e) for u < 0
 log s = min(u, 0) - log(1 + e). The log-det needs Σ log(1 + e) over a sample; rather than one ``log1p`` per
 element, the factors (1 + e) ∈ (1, 2] are multiplied in float64 over runs of ``LOG_PRODUCT_RUN`` elements
 (at most 2^64, far from overflow) and one ``log`` is taken per run: the same sum, a transcendental fewer per
-element. Everything is evaluated in float64 and stored in the arrays' dtype (float32 or float64).
+element. ``exp`` is ``vector_exp.exp`` (plain arithmetic, so the loops vectorise; the C library's exp would
+be called element by element). Element-wise arithmetic runs in the arrays' dtype (float32 or float64); the
+per-sample sums accumulate in float64.
 
 Arrays: ``x``, ``h``, ``t`` of one shape (N, ...) and one float dtype. The coupling hands in channel slices
 (non-contiguous views); the Python wrappers copy those to C order before the call, since the loops assume it.
@@ -30,6 +33,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from nflow.kernels.cpu import PARALLEL
 
 from nflow.kernels.cpu.vector_exp import exp
 from nflow.kernels.reference.affine_coupling import SCALE_FORMS, SIGMOID_SHIFT
@@ -46,22 +51,24 @@ REDUCTION_FLAGS = {"reassoc"}
 # --------------------------------------------------------------------------------------------- s from h
 @njit(cache=True, inline="always", error_model="numpy")
 def _scale(hv, exp_form):
-    """(s, 1/s, d log s/dh, min(u, 0), 1 + e) for one element of h; the last two only for the sigmoid form."""
-    hv = float(hv)  # evaluate in float64 whatever the array dtype
+    """(s, 1/s, d log s/dh, min(u, 0), 1 + e) for one element of h, in h's precision (float32 or float64);
+    the last two only matter for the sigmoid form."""
+    real = type(hv)  # every constant in h's dtype, so a float32 kernel never widens to float64
+    one = real(1.0)
     if exp_form:
-        return exp(hv), exp(-hv), 1.0, hv, 1.0
-    u = hv + SIGMOID_SHIFT
+        return exp(hv), exp(-hv), one, hv, one
+    u = hv + real(SIGMOID_SHIFT)
     e = exp(-abs(u))
-    one_e = 1.0 + e
-    if u >= 0.0:
-        s, inv_s, low = 1.0 / one_e, one_e, 0.0
+    one_e = one + e
+    if u >= real(0.0):
+        s, inv_s, low = one / one_e, one_e, real(0.0)
     else:
         s, inv_s, low = e / one_e, one_e / e, u
-    return s, inv_s, 1.0 - s, low, one_e
+    return s, inv_s, one - s, low, one_e
 
 
 # --------------------------------------------------------------------------------------------- kernels
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _forward(x, h, t, y, logdet, exp_form):
     n_samples, m = x.shape
     for n in prange(n_samples):
@@ -81,7 +88,7 @@ def _forward(x, h, t, y, logdet, exp_form):
         logdet[n] = total
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _inverse(y, h, t, x, logdet, exp_form):
     n_samples, m = y.shape
     for n in prange(n_samples):
@@ -99,7 +106,7 @@ def _inverse(y, h, t, x, logdet, exp_form):
         logdet[n] = -total
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _forward_backward(x, h, gy, glogdet, gx, gh, exp_form):
     n_samples, m = x.shape
     for n in prange(n_samples):
@@ -111,7 +118,7 @@ def _forward_backward(x, h, gy, glogdet, gx, gh, exp_form):
             gh[n, j] = (g * x[n, j] * s + gl) * dlog_s
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _inverse_backward(y, h, t, gx, glogdet, gy, gh, gt, exp_form):
     n_samples, m = y.shape
     for n in prange(n_samples):

@@ -6,13 +6,17 @@ The equations (copied from the NumPy twin):
     ∂/∂z = -u · exp(-log σ) · g[n],   ∂/∂μ = u · exp(-log σ) · g[n],   ∂/∂log σ = (u² - 1) · g[n]
     log N(z; 0, I)[n]  = -½ Σ_m (z² + log 2π),            ∂/∂z = -z · g[n]
 
-What is fused: each function is one pass over its arrays, ``prange`` over the batch; the log-density is
+What is fused: each function is one pass over its arrays, ``prange`` over the batch (built serial: see
+``kernels/cpu/__init__.py``); the log-density is
 accumulated per sample (in float64) as u is formed, with no u, u² or per-element temporaries; the backward
 forms exp(-log σ) once per element (``vector_exp.exp``, so the loop vectorises) and writes all three gradients.
+Element-wise arithmetic in the arrays' dtype, sums in float64.
 z, μ, log σ: one shape (N, ...), one float dtype (the graph node broadcasts μ and log σ beforehand).
 """
 import numpy as np
 from numba import njit, prange
+
+from nflow.kernels.cpu import PARALLEL
 
 from nflow.kernels.cpu.vector_exp import exp
 from nflow.kernels.reference.gaussian import LOG_2PI
@@ -21,35 +25,36 @@ from nflow.kernels.reference.gaussian import LOG_2PI
 REDUCTION_FLAGS = {"reassoc"}
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _log_prob(z, mean, log_std, out):
     n_samples, m = z.shape
     for n in prange(n_samples):
         zs, ms, ls = z[n], mean[n], log_std[n]
         total = 0.0
         for j in range(m):
-            lsv = float(ls[j])
-            u = (float(zs[j]) - float(ms[j])) * exp(-lsv)
+            lsv = ls[j]
+            u = (zs[j] - ms[j]) * exp(-lsv)  # in the arrays' dtype; the sum in float64
             total += u * u + 2.0 * lsv
         out[n] = -0.5 * (total + m * LOG_2PI)
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _log_prob_backward(z, mean, log_std, glogp, gz, gmean, glog_std):
     n_samples, m = z.shape
     for n in prange(n_samples):
-        g = float(glogp[n])
+        g = glogp[n]
+        one = type(g)(1.0)
         zs, ms, ls, gzs, gms, gls = z[n], mean[n], log_std[n], gz[n], gmean[n], glog_std[n]
         for j in range(m):
-            r = exp(-float(ls[j]))
-            u = (float(zs[j]) - float(ms[j])) * r
+            r = exp(-ls[j])
+            u = (zs[j] - ms[j]) * r
             gm = u * r * g
             gzs[j] = -gm
             gms[j] = gm
-            gls[j] = (u * u - 1.0) * g
+            gls[j] = (u * u - one) * g
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _standard_log_prob(z, out):
     n_samples, m = z.shape
     for n in prange(n_samples):
@@ -61,11 +66,11 @@ def _standard_log_prob(z, out):
         out[n] = -0.5 * (total + m * LOG_2PI)
 
 
-@njit(cache=True, parallel=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
 def _standard_log_prob_backward(z, glogp, gz):
     n_samples, m = z.shape
     for n in prange(n_samples):
-        g = float(glogp[n])
+        g = glogp[n]
         zs, gzs = z[n], gz[n]
         for j in range(m):
             gzs[j] = -zs[j] * g
