@@ -5,11 +5,12 @@ D 1-8) in both dtypes; the CUDA kernels (kernels/cuda) run the same comparisons 
 skipped without one). A whole small Glow must give the same log_prob, gradients, encode/decode and samples on
 the numpy and numba backends.
 
-Tolerances, per dtype: the kernels evaluate in float64 and round once at the end, while the twins round after
-every NumPy op in the array's dtype, so in float32 the two differ by a few float32 roundings of each
-intermediate: RTOL/ATOL below are ~100 float32 ulps (2⁻²³ ≈ 1.2e-7). In float64 both sides are near exact:
-1e-12. Sums over M elements (log-dets, per-channel gradients) carry M such roundings, so their absolute
-tolerance is scaled by M (``scale=``).
+Tolerances, per dtype: kernels and twins compute the same formulas in the array's dtype but in a different
+order, with different exp implementations (the kernels' ``vector_exp``, ≤ 2 ulp) and with the kernels' sums in
+float64, so in float32 the two differ by a few float32 roundings of each intermediate: RTOL/ATOL below are
+~100 float32 ulps (2⁻²³ ≈ 1.2e-7). In float64 both sides are near exact: 1e-12. Sums over M elements
+(log-dets, per-channel gradients) carry M such roundings, so their absolute tolerance is scaled by M
+(``scale=``).
 """
 import math
 
