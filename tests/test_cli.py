@@ -64,6 +64,14 @@ def test_resume_continues_to_the_same_parameters_as_an_uninterrupted_run(tmp_pat
         np.testing.assert_array_equal(resumed.model_state[name], value, err_msg=name)
 
 
+def test_a_time_limit_stops_early_with_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run("train", "--steps", 100000, "--minutes", 0.001, "--hidden", 8, "--couplings", 2, "--out", out,
+                "--no-progress") == 0
+    assert "time limit" in capsys.readouterr().err
+    assert 1 <= load_checkpoint(out / "checkpoint.npz").step < 100000
+
+
 def test_a_non_empty_run_directory_is_not_overwritten_without_force(tmp_path, capsys):
     out = tmp_path / "run"
     assert _run("train", "--steps", 2, "--hidden", 8, "--couplings", 2, "--out", out, "--no-progress") == 0

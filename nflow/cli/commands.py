@@ -81,7 +81,8 @@ def train(args):
         run = ck.config["run"]
         saved = ck.config["train"]
         steps = args.steps or saved["steps"]
-        config = TrainConfig.from_dict({**saved, "steps": steps, "progress": not args.no_progress})
+        config = TrainConfig.from_dict({**saved, "steps": steps, "progress": not args.no_progress,
+                                        "time_limit": args.minutes * 60 if args.minutes else None})
         out = args.out or os.path.dirname(os.path.abspath(args.resume if not os.path.isdir(args.resume)
                                                          else os.path.join(args.resume, CHECKPOINT_NAME)))
     else:
@@ -109,7 +110,8 @@ def train(args):
                              checkpoint_every=(defaults["checkpoint_every"] if args.checkpoint_every is None
                                                else args.checkpoint_every),
                              sample_every=defaults["sample_every"] if args.sample_every is None else args.sample_every,
-                             progress=not args.no_progress, reversible=args.reversible)
+                             progress=not args.no_progress, reversible=args.reversible,
+                             time_limit=args.minutes * 60 if args.minutes else None)
     nflow.seed(run["seed"])
     try:
         model = build_model(run)
@@ -131,7 +133,7 @@ def train(args):
         write_density_picture(model, data, os.path.join(out, "density.png"))
     print(f"nflow: {result.status} at step {result.step}: loss {result.loss:.4f} nats, checkpoint {result.checkpoint}",
           file=sys.stderr)
-    return 0 if result.status == "completed" else 128 + (result.signal or 0)
+    return 128 + result.signal if result.status == "interrupted" else 0
 
 
 def write_density_picture(model, data, path):

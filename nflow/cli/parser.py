@@ -58,6 +58,8 @@ def make_parser():
     length = train.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, default=None, help="optimisation steps in total")
     length.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set")
+    train.add_argument("--minutes", type=positive_float, default=None,
+                       help="stop after this many minutes (with a checkpoint), even before --steps")
     train.add_argument("--batch-size", type=positive_int, default=None)
     train.add_argument("--lr", type=positive_float, default=None, help="Adam's peak learning rate")
     train.add_argument("--warmup", type=non_negative_int, default=None, help="linear learning-rate warm-up steps")

@@ -29,6 +29,8 @@ class TrainConfig:
     progress: draw the progress line on stderr.
     reversible: back-propagate with memory-free reversible backprop (:mod:`nflow.reversible`): the forward
     pass keeps no activations and each layer's input is rebuilt from its output.
+    time_limit: stop (with a checkpoint, status "time limit") once this many seconds of this ``fit`` call
+    have passed, even if ``steps`` is not reached (None: no limit).
     """
 
     steps: int
@@ -45,6 +47,7 @@ class TrainConfig:
     n_bins: int = None
     progress: bool = True
     reversible: bool = False
+    time_limit: float = None
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -59,6 +62,8 @@ class TrainConfig:
             problems.append(f"lr must be positive, got {self.lr}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             problems.append(f"max_grad_norm must be positive or None, got {self.max_grad_norm}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            problems.append(f"time_limit must be positive or None, got {self.time_limit}")
         if self.n_bins is not None and self.n_bins < 1:
             problems.append(f"n_bins must be >= 1 or None, got {self.n_bins}")
         if problems:

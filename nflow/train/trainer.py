@@ -63,7 +63,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` did. status: "completed" or "interrupted" (by ``signal``, a signal number)."""
+    """What :meth:`Trainer.fit` did. status: "completed", "time limit" or "interrupted" (by ``signal``)."""
 
     status: str
     step: int
@@ -295,6 +295,9 @@ class Trainer:
             with StopSignals() as stop:
                 try:
                     while self.step < self.config.steps and not stop.requested:
+                        if self.config.time_limit and time.perf_counter() - t_start > self.config.time_limit:
+                            status = "time limit"
+                            break
                         self._pending = None
                         self._pending = self._snapshot()
                         self._train_step(stop, log)
