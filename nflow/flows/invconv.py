@@ -92,8 +92,18 @@ class InvConv1x1(Flow):
         """A loaded weight must be invertible: refuse a singular one with a clear error."""
         self._inverse_cache = None
         if self.lu:
-            if not bool(get_array_module(self.log_s.data).isfinite(self.log_s.data).all()):
+            xp = get_array_module(self.log_s.data)
+            if not bool(xp.isfinite(self.log_s.data).all()):
                 raise ValueError("InvConv1x1(lu=True): loaded log|s| holds non-finite values; W would be singular")
+            # log|det W| = Σ log|s| holds only for sign(s) = ±1 and P a permutation (|det P| = 1)
+            if not bool((xp.abs(self.sign_s) == 1).all()):
+                raise ValueError(f"InvConv1x1(lu=True): loaded sign(s) must be ±1, got {self.sign_s.tolist()}; "
+                                 "W would be singular or its log-det wrong")
+            p = self.permutation
+            if not (bool(((p == 0) | (p == 1)).all()) and bool((p.sum(axis=0) == 1).all())
+                    and bool((p.sum(axis=1) == 1).all())):
+                raise ValueError(f"InvConv1x1(lu=True): the loaded permutation is not a permutation matrix "
+                                 f"(one 1 in each row and column of a {self.channels}x{self.channels} 0/1 matrix)")
             return
         w = self.weight.data.astype(np.float64)
         xp = get_array_module(w)
