@@ -1,21 +1,22 @@
 """nflow's conv2d, forward + backward at Glow's sizes, against the FLOP roofline of this machine's GEMM.
 
-Glow's coupling networks convolve N=64 images of 14x14 with 256 -> 256 channels (k=3 and k=1 layers, as in
-a 28x28 model after one squeeze). Every FLOP of a convolution written as GEMMs is a GEMM FLOP, so the best
-time it can take is
+Glow's coupling networks convolve N=64 images of 14x14 (a 28x28 model after one squeeze): 256 -> 256
+channels with k=3 and k=1 in the hidden layers, and 256 -> 4 with k=3 in the zero-initialised last layer
+(ZeroConv). Every FLOP of a convolution written as GEMMs is a GEMM FLOP, so the best time it can take is
 
     roofline = FLOPs / (GEMM rate),   FLOPs = 2·N·C_out·C_in·k²·H·W forward, twice that backward,
 
 with the GEMM rate measured in the same run (``benchmarks.machine.gemm_gflops``, an n³ float32 product).
-The script also times the pieces of nflow's implementation (im2col, the three GEMMs, col2im, the layout
-transposes), the layout nflow used before (a GEMM per sample and ``tensordot`` for dW; kept here, in
-:func:`per_sample_conv`, only to be measured) and, when PyTorch is importable, ``torch.nn.functional.conv2d``
-on the same data as an outside reference.
+The script also times the pieces of nflow's implementation (unfolding, the three GEMMs, folding back, the
+layout transposes) and, as references, other layouts of the same arithmetic: the one nflow/ops/conv.py
+started with (a GEMM per sample and ``tensordot`` for dW, :func:`per_sample_conv`), the input-side unfolding
+for the ZeroConv shape (:func:`input_side_conv`; nflow unfolds the output side there) and, when PyTorch is
+importable, ``torch.nn.functional.conv2d`` on the same data.
 
     python -m benchmarks.conv2d_roofline [--quick] [--no-torch] [--clock cpu]
 
 ``--clock cpu`` times with this process's CPU time instead of wall time, GEMM rate included. On a machine
-other work is sharing, with ``OPENBLAS_NUM_THREADS=1``, that gives stable single-core figures when wall
+other work is sharing, with ``OPENBLAS_NUM_THREADS=1``, that gives steadier single-core figures when wall
 times are not.
 """
 import argparse
@@ -27,21 +28,23 @@ import numpy as np
 import nflow
 import nflow.functional as F
 from benchmarks.machine import describe, gemm_gflops, markdown_table, median_time
-from nflow.ops.conv import channel_major, col2im, im2col
+from nflow.ops.conv import batch_major, channel_major, col2im, flipped_kernel_matrix, im2col, unfolds_output
 
-GLOW = dict(n=64, c=256, h=14, w=14)
+# (label, C_in, C_out, k) at N=64, 14x14
+CASES = [("k=3, 256->256", 256, 256, 3), ("k=1, 256->256", 256, 256, 1), ("k=3, 256->4 (ZeroConv)", 256, 4, 3)]
+GLOW = dict(n=64, h=14, w=14)
 
 
 def conv_flops(n, c_in, c_out, h, w, k):
     return 2 * n * c_out * c_in * k * k * h * w
 
 
-def make_inputs(n, c, h, w, k, seed=0):
+def make_inputs(n, c_in, c_out, h, w, k, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = (rng.standard_normal((c, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
-    b = rng.standard_normal(c).astype(np.float32)
-    gy = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    x = rng.standard_normal((n, c_in, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((c_out, c_in, k, k)) / np.sqrt(c_in * k * k)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    gy = rng.standard_normal((n, c_out, h, w)).astype(np.float32)
     return x, wt, b, gy
 
 
@@ -67,24 +70,52 @@ def time_pieces(x, wt, gy, repeats):
     """Each step of nflow's conv2d on its own (ms), in the order forward then backward runs them."""
     n, c, h, w = x.shape
     c_out, _, k, _ = wt.shape
-    wmat = wt.reshape(c_out, c * k * k)
-    cols = im2col(x, k)
-    y = wmat @ cols
-    gy_cm = channel_major(gy)
-    gcols = wmat.T @ gy_cm
-    pieces = [
-        ("im2col (x2: forward and backward)" if k > 1 else "x to channel-major (x2)", lambda: im2col(x, k), 2),
-        ("forward GEMM W @ cols", lambda: wmat @ cols, 1),
-        ("output to NCHW", lambda: np.ascontiguousarray(y.reshape(c_out, n, h, w).transpose(1, 0, 2, 3)), 1),
-        ("gy to channel-major", lambda: channel_major(gy), 1),
-        ("dW GEMM gy @ colsᵀ", lambda: gy_cm @ cols.T, 1),
-        ("dx GEMM Wᵀ @ gy", lambda: wmat.T @ gy_cm, 1),
-        ("col2im" if k > 1 else "dx to NCHW", lambda: col2im(gcols, x.shape, k), 1),
-    ]
+    if unfolds_output(c, c_out, k):
+        wf = flipped_kernel_matrix(wt)
+        x_cm = channel_major(x)
+        z = wf @ x_cm
+        g = im2col(gy, k)
+        gx_cm = wf.T @ g
+        pieces = [
+            ("x to channel-major (x2: forward and backward)", lambda: channel_major(x), 2),
+            ("forward GEMM Wf @ x", lambda: wf @ x_cm, 1),
+            ("col2im of the output", lambda: col2im(z, gy.shape, k), 1),
+            ("im2col of gy", lambda: im2col(gy, k), 1),
+            ("dW GEMM G @ xᵀ", lambda: g @ x_cm.T, 1),
+            ("dx GEMM Wfᵀ @ G", lambda: wf.T @ g, 1),
+            ("dx to NCHW", lambda: batch_major(gx_cm, x.shape), 1),
+        ]
+    else:
+        wmat = wt.reshape(c_out, c * k * k)
+        cols = im2col(x, k)
+        y = wmat @ cols
+        gy_cm = channel_major(gy)
+        gcols = wmat.T @ gy_cm
+        pieces = [
+            ("im2col (x2: forward and backward)" if k > 1 else "x to channel-major (x2)", lambda: im2col(x, k), 2),
+            ("forward GEMM W @ cols", lambda: wmat @ cols, 1),
+            ("output to NCHW", lambda: batch_major(y, gy.shape), 1),
+            ("gy to channel-major", lambda: channel_major(gy), 1),
+            ("dW GEMM gy @ colsᵀ", lambda: gy_cm @ cols.T, 1),
+            ("dx GEMM Wᵀ @ gy", lambda: wmat.T @ gy_cm, 1),
+            ("col2im" if k > 1 else "dx to NCHW", lambda: col2im(gcols, x.shape, k), 1),
+        ]
     return [(name, median_time(fn, repeats, clock=CLOCK) * 1e3 * times) for name, fn, times in pieces]
 
 
-# ---------------------------------------------------------------------------------------------- the old layout
+# ---------------------------------------------------------------------------------------------- other layouts
+def input_side_conv(x, wt, gy):
+    """nflow's input-side layout forced whatever the channel counts: (y, dW, dx) with one GEMM each."""
+    n, c, h, w = x.shape
+    c_out, _, k, _ = wt.shape
+    wmat = wt.reshape(c_out, c * k * k)
+    y = batch_major(wmat @ im2col(x, k), gy.shape)
+    g = channel_major(gy)
+    gw = (g @ im2col(x, k).T).reshape(wt.shape)
+    gx = col2im(wmat.T @ g, x.shape, k)
+    return y, gw, gx
+
+
 def per_sample_conv(x, wt, gy):
     """The layout nflow used before: cols per sample (N, C·k², H·W), a GEMM per sample, tensordot for dW."""
     n, c, h, w = x.shape
@@ -155,49 +186,54 @@ def main(argv=None):
           f"load average {machine['load average (1 min) at start']}")
     print(f"Clock: {'CPU time of this process (core-seconds)' if args.clock == 'cpu' else 'wall time'}. "
           f"GEMM rate measured now: {rate:.1f} GFLOP/s (float32, median of {repeats}); "
-          f"conv: N={sizes['n']}, C_in=C_out={sizes['c']}, {sizes['h']}x{sizes['w']}, float32\n")
+          f"conv: N={sizes['n']}, {sizes['h']}x{sizes['w']}, float32\n")
 
     rows, piece_tables = [], []
-    for k in (3, 1):
-        x, wt, b, gy = make_inputs(sizes["n"], sizes["c"], sizes["h"], sizes["w"], k)
-        # correctness before timing: nflow and the old layout agree on y, dW and dx
+    for label, c_in, c_out, k in CASES:
+        x, wt, b, gy = make_inputs(sizes["n"], c_in, c_out, sizes["h"], sizes["w"], k)
+        references = [("first layout (GEMM per sample, tensordot dW)", per_sample_conv)]
+        if unfolds_output(c_in, c_out, k):
+            references.append(("input side unfolded (channel-major)", input_side_conv))
+        # correctness before timing: nflow and every reference layout agree on y, dW and dx
         tx, tw = nflow.Tensor(x, requires_grad=True), nflow.Tensor(wt, requires_grad=True)
         y = F.conv2d(tx, tw)
         y.backward(gy)
-        y_old, gw_old, gx_old = per_sample_conv(x, wt, gy)
-        for got, want in ((y.data, y_old), (tw.grad, gw_old), (tx.grad, gx_old)):
-            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * float(np.abs(want).max()))
+        for _, reference in references:
+            for got, want in zip((y.data, tw.grad, tx.grad), reference(x, wt, gy)):
+                np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * float(np.abs(want).max()))
 
-        flops = conv_flops(sizes["n"], sizes["c"], sizes["c"], sizes["h"], sizes["w"], k)
+        flops = conv_flops(sizes["n"], c_in, c_out, sizes["h"], sizes["w"], k)
         roof_f, roof_b = flops / rate / 1e9, 2 * flops / rate / 1e9
+        roof = roof_f + roof_b
+
+        def row(first, what, seconds, roofline, work, bold=False):
+            mark = "**" if bold else ""
+            return [first, f"{mark}{what}{mark}", f"{mark}{seconds * 1e3:.1f}{mark}", f"{roofline * 1e3:.1f}",
+                    f"{mark}{seconds / roofline:.2f}×{mark}", f"{work / seconds / 1e9:.0f}"]
+
         fwd, bwd = time_nflow(x, wt, b, gy, repeats)
-        old = median_time(lambda: per_sample_conv(x, wt, gy), repeats, clock=CLOCK)
-        label = f"k={k} ({3 * flops / 1e9:.1f} GFLOP fwd+bwd)"
-        rows.append([label, "nflow conv2d, forward", f"{fwd * 1e3:.1f}", f"{roof_f * 1e3:.1f}", f"{fwd / roof_f:.2f}×",
-                     f"{flops / fwd / 1e9:.0f}"])
-        rows.append(["", "nflow conv2d, backward", f"{bwd * 1e3:.1f}", f"{roof_b * 1e3:.1f}", f"{bwd / roof_b:.2f}×",
-                     f"{2 * flops / bwd / 1e9:.0f}"])
-        rows.append(["", "**nflow conv2d, forward + backward**", f"**{(fwd + bwd) * 1e3:.1f}**",
-                     f"{(roof_f + roof_b) * 1e3:.1f}", f"**{(fwd + bwd) / (roof_f + roof_b):.2f}×**",
-                     f"{3 * flops / (fwd + bwd) / 1e9:.0f}"])
-        rows.append(["", "old layout (GEMM per sample, tensordot dW), fwd + bwd", f"{old * 1e3:.1f}",
-                     f"{(roof_f + roof_b) * 1e3:.1f}", f"{old / (roof_f + roof_b):.2f}×", f"{3 * flops / old / 1e9:.0f}"])
+        side = "output" if unfolds_output(c_in, c_out, k) else "input"
+        rows.append(row(f"{label} ({3 * flops / 1e9:.2f} GFLOP fwd+bwd)", f"nflow conv2d ({side} side), forward",
+                        fwd, roof_f, flops))
+        rows.append(row("", "nflow conv2d, backward", bwd, roof_b, 2 * flops))
+        rows.append(row("", "nflow conv2d, forward + backward", fwd + bwd, roof, 3 * flops, bold=True))
+        for name, reference in references:
+            seconds = median_time(lambda: reference(x, wt, gy), repeats, clock=CLOCK)
+            rows.append(row("", f"{name}, fwd + bwd", seconds, roof, 3 * flops))
         if not args.no_torch:
             threads = machine["OpenBLAS threads"]
             ref = time_torch(x, wt, b, gy, repeats, threads if isinstance(threads, int) else os.cpu_count())
             if ref is not None:
                 tf, tb_, version = ref
-                rows.append(["", f"PyTorch {version} conv2d, fwd + bwd", f"{(tf + tb_) * 1e3:.1f}",
-                             f"{(roof_f + roof_b) * 1e3:.1f}", f"{(tf + tb_) / (roof_f + roof_b):.2f}×",
-                             f"{3 * flops / (tf + tb_) / 1e9:.0f}"])
+                rows.append(row("", f"PyTorch {version} conv2d, fwd + bwd", tf + tb_, roof, 3 * flops))
         pieces = time_pieces(x, wt, gy, repeats)
         total = sum(ms for _, ms in pieces)
-        piece_tables.append((k, [[name, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for name, ms in pieces]
+        piece_tables.append((label, [[name, f"{ms:.1f}", f"{100 * ms / total:.0f}%"] for name, ms in pieces]
                              + [["sum of pieces", f"{total:.1f}", ""]]))
 
     print(markdown_table(["layer", "what", "time (ms)", "roofline (ms)", "time / roofline", "GFLOP/s"], rows))
-    for k, table in piece_tables:
-        print(f"\nnflow conv2d k={k}, its pieces timed alone (median of {repeats}):\n")
+    for label, table in piece_tables:
+        print(f"\nnflow conv2d {label}, its pieces timed alone (median of {repeats}):\n")
         print(markdown_table(["piece", "ms", "share"], table))
 
 

@@ -116,6 +116,22 @@ def test_gradients_through_gradcheck(n, c_in, c_out, h, w, k, seed):
     assert gradcheck(lambda s, t, u: F.tanh(F.conv2d(s, t, u)), inputs, seed=seed)
 
 
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("c_in, c_out, output_side", [(3, 1, True), (4, 2, True), (1, 3, False), (2, 2, False)])
+def test_both_layouts_match_the_nested_loops(c_in, c_out, output_side, k):
+    """conv2d unfolds the side with fewer channels; each layout, forced here by the channel counts, is exact."""
+    from nflow.ops.conv import unfolds_output
+    assert unfolds_output(c_in, c_out, k) is output_side
+    x, wt, b, gy = _draw(2, c_in, c_out, 4, 6, k, seed=11)
+    tx, tw, tb = (Tensor(a.copy(), requires_grad=True) for a in (x, wt, b))
+    y = F.conv2d(tx, tw, tb)
+    np.testing.assert_allclose(y.data, conv_reference(x, wt, b), rtol=1e-12, atol=1e-12)
+    y.backward(gy)
+    for got, want in zip((tx.grad, tw.grad, tb.grad), conv_reference_grads(x, wt, gy)):
+        assert got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_float32_agrees_with_float64_to_float32_rounding():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 6, 5))
