@@ -8,6 +8,8 @@ and the other half flow on. With x the [0, 1)-valued input, h₀ = preprocess(x)
 
 in nats per sample, for the density of the (already dequantized) input on [0, 1)^D.
 """
+import warnings
+
 import numpy as np
 
 import nflow.functional as F
@@ -131,7 +133,14 @@ class FlowModel(Module):
         try:
             latents = [sample_prior(self.prior, (n,) + shape, rng, temperature).astype(self.dtype)
                        for shape in self.latent_shapes()]
-            return self.decode(latents)
+            with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the count
+                x = self.decode(latents)
+            bad = int((~get_array_module(x).isfinite(x)).reshape(n, -1).any(axis=1).sum())
+            if bad:
+                warnings.warn(f"{self.name}.sample: {bad} of {n} samples hold NaN or inf (the inverse overflowed "
+                              f"at temperature {temperature}; an under-trained model, or try a lower temperature)",
+                              RuntimeWarning, stacklevel=2)
+            return x
         finally:
             self.train(was_training)
 
