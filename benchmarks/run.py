@@ -72,6 +72,7 @@ LR = 1e-4
 # step, against 0.8 s for the default per-parameter loop and 1.5 s for foreach).
 TORCH_FUSED_ADAM = True
 SAMPLES = 64
+PROFILE_ROWS = 10  # rows of each cProfile table in RESULTS.md (the JSON keeps 40)
 QUICK_SHRINK = 4  # --quick: batches and sample counts divided by this (the architectures stay the same)
 
 # name -> (model kind, constructor kwargs (nflow's), batch, ops)
@@ -351,7 +352,7 @@ def child_memory(impl, steps, batch):
 
 
 # ============================================================================================ child: profile
-def child_profile(workload, batch, samples, top=10):
+def child_profile(workload, batch, samples, top=40):
     """cProfile of one nflow call per op (after a warm-up call); prints one JSON object. No torch here."""
     import cProfile
     import pstats
@@ -464,6 +465,18 @@ def measure(args):
 
 
 # ============================================================================================ report
+def load_run(path):
+    """A run saved with --json (files from before run_info was recorded get the file's date and today's commit)."""
+    run = json.loads(Path(path).read_text())
+    if "info" not in run:
+        info = run_info()
+        info["commit"] = f"not recorded (HEAD when rendered: {info['commit']})"
+        info["date"] = datetime.datetime.fromtimestamp(Path(path).stat().st_mtime).astimezone().strftime(
+            "%Y-%m-%d %H:%M %Z") + " (file time)"
+        run["info"] = info
+    return run
+
+
 def op_label(op, r):
     return {"log_prob": f"log_prob, batch {r['batch']}", "train_step": f"train step, batch {r['batch']}",
             "sample": f"sample {r['samples']}"}[op]
@@ -549,7 +562,8 @@ def markdown(header, rows):
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def environment_lines(results, command):
+def run_info():
+    """Date, machine, versions and commit of a run, recorded when it starts (saved with --json)."""
     import numpy as np
     try:
         import torch
@@ -570,6 +584,11 @@ def environment_lines(results, command):
         commit += " (+ uncommitted changes in nflow/, kernels/ or benchmarks/)" if dirty else ""
     except OSError:
         commit = "unknown"
+    return {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu,
+            "python": platform.python_version(), "numpy": np.__version__, "torch": torch_version, "commit": commit}
+
+
+def environment_lines(results, command, info):
     first = results["speed"][0] if results["speed"] else {}
     cores = {r["setting"]: r.get("openblas_core") for r in results["speed"]}
     gemm = {}
@@ -580,9 +599,9 @@ def environment_lines(results, command):
     gemm_text = "; ".join(f"{s}: NumPy {min(g['numpy']):.0f}–{max(g['numpy']):.0f}, torch {min(g['torch']):.0f}–"
                           f"{max(g['torch']):.0f}" for s, g in gemm.items())
     return [
-        f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; command: `{command}`",
-        f"- Machine: {cpu}; Python {platform.python_version()}, NumPy {np.__version__}, torch {torch_version}; "
-        f"nflow at commit {commit}, backend `{first.get('nflow_backend', '?')}`",
+        f"- Date: {info['date']}; command: `{command}`",
+        f"- Machine: {info['cpu']}; Python {info['python']}, NumPy {info['numpy']}, torch {info['torch']}; "
+        f"nflow at commit {info['commit']}, backend `{first.get('nflow_backend', '?')}`",
         f"- Threads: 2 on each side (torch.set_num_threads(2); OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS=2 before NumPy "
         f"loads). OpenBLAS core type at run time: " + ", ".join(f"{s}: {c}" for s, c in cores.items()),
         "- Settings (one child process per setting and workload): " + "; ".join(
@@ -617,7 +636,67 @@ def write_section(text):
     os.replace(tmp, RESULTS)
 
 
-def report(results, command, quick):
+TARGETS = {"eager": 0.7, "compile": 1.0, "roofline": 1.6}  # issue 7, Glow on the CPU
+DATA_MOVEMENT = ("im2col", "col2im", "_pad", "pad)", "ascontiguousarray", "'copy'", "concatenate", "_set_pad_area")
+GEMM_CALLERS = ("ops/conv.py", "ops/linalg.py", "tensordot")
+
+
+def target_lines(results):
+    """Issue 7's Glow targets, checked against this run's figures."""
+    rate = best_gemm_rate(results)
+    lines = []
+    for r in results["speed"]:
+        if r["workload"] != "glow-mnist":
+            continue
+        for op, res in r["ops"].items():
+            n, t, c = (res["median"].get(k) for k in ("nflow", "torch", "compiled"))
+            if not (n and t):
+                continue
+            cells = [f"nflow/eager {n / t:.2f} ({'met' if n / t <= TARGETS['eager'] else 'not met'})"]
+            if c:
+                cells.append(f"nflow/compile {n / c:.2f} ({'met' if n / c <= TARGETS['compile'] else 'not met'})")
+            if op == "train_step":
+                roof = n / (r["flops"][op] / rate)
+                cells.append(f"nflow/roofline {roof:.2f} ({'met' if roof <= TARGETS['roofline'] else 'not met'})")
+            lines.append(f"- glow-mnist {op} (`{r['setting']}`): " + ", ".join(cells))
+    return lines
+
+
+def settings_effect(results):
+    """Per setting: geometric mean over (workload, op) of time ÷ time under `default`, for each implementation."""
+    import math
+    by = {(r["setting"], r["workload"], op): res["median"] for r in results["speed"] for op, res in r["ops"].items()}
+    lines = []
+    for setting in dict.fromkeys(r["setting"] for r in results["speed"]):
+        if setting == "default":
+            continue
+        cells, rows = [], 0
+        for impl in ("nflow", "torch", "compiled"):
+            ratios = [med[impl] / by[("default", w, op)][impl] for (s, w, op), med in by.items()
+                      if s == setting and impl in med and impl in by.get(("default", w, op), {})]
+            if ratios:
+                rows = max(rows, len(ratios))
+                g = math.exp(sum(map(math.log, ratios)) / len(ratios))
+                cells.append(f"{ {'compiled': 'torch.compile', 'torch': 'torch eager'}.get(impl, impl)} ×{g:.2f}")
+        loads = {k: [r["load_start"] for r in results["speed"] if r["setting"] == k] for k in (setting, "default")}
+        if cells:
+            lines.append(f"- `{setting}` vs `default` (time ratio, geometric mean over {rows} rows): "
+                         + ", ".join(cells) + f"; mean load at the children's start: `default` "
+                         f"{sum(loads['default']) / len(loads['default']):.1f}, `{setting}` "
+                         f"{sum(loads[setting]) / len(loads[setting]):.1f}")
+    return lines
+
+
+def profile_shares(prof):
+    """Shares of one profiled call: data movement around the GEMMs, the calls that hold the GEMMs, the rest."""
+    wall = prof["wall"]
+    move = sum(row["tottime"] for row in prof["top"] if any(k in row["function"] for k in DATA_MOVEMENT))
+    gemm = sum(row["tottime"] for row in prof["top"] if any(k in row["function"] for k in GEMM_CALLERS)
+               and not any(k in row["function"] for k in DATA_MOVEMENT))
+    return move / wall, gemm / wall
+
+
+def report(results, command, quick, info, extra=()):
     sh, sr = speed_table(results)
     ch, cr = cpu_table(results)
     parts = [SECTION, "",
@@ -625,12 +704,23 @@ def report(results, command, quick):
              + (f"**quick mode: batches and sample counts ÷ {QUICK_SHRINK}, 3 rounds, no torch.compile, no deep "
                 "Glows, no memory rows — indicative only.**" if quick
                 else "full mode.") + " See that module's docstring for what each column means.", ""]
-    parts += environment_lines(results, command) + [""]
+    parts += environment_lines(results, command, info) + [""]
+    targets = target_lines(results)
+    if targets:
+        parts += [f"Issue 7's targets for Glow (nflow/eager ≤ {TARGETS['eager']}, nflow/compile ≤ {TARGETS['compile']},"
+                  f" train step ≤ {TARGETS['roofline']}× the roofline), from the table below:", ""] + targets + [""]
     parts += ["### Time per operation (wall clock, median)", "", markdown(sh, sr), ""]
+    effect = settings_effect(results)
+    if effect:
+        parts += ["Effect of the settings in this run (< 1: faster than `default`). Other processes' load moves "
+                  "these figures far more than the settings do (measured here: NICE's log_prob took 0.08 s at load "
+                  "≈ 2 and 0.35–0.70 s at load ≈ 4, with or without torch.compile in the process), so compare "
+                  "settings only between children that started at a similar load:", ""] + effect + [""]
     parts += ["Ratios below 1 mean nflow is faster. roofline = measured time ÷ (analytic GEMM FLOPs ÷ the best "
               "float32 GEMM rate of the run). parity = max |Δ log p| in nats between the two implementations on "
               "the benchmark batch with the same weights (in brackets: relative to the mean |log p|; a per-sample "
-              "relative figure is meaningless here because an untrained Glow's log p of MNIST is near 0 nats).",
+              "relative figure is meaningless here because an untrained Glow's log p of MNIST can be near 0 nats; "
+              "runs saved before this column existed show that per-sample figure as `rel.`).",
               ""]
     parts += ["### CPU time (median; every thread of the process counted) and best round (min wall time)", "",
               "Both are less sensitive than the median wall time to other processes on the machine. CPU time also "
@@ -645,6 +735,28 @@ def report(results, command, quick):
                   "peak column at equal Δ). Times for these depths are in the table above (glow-mnist is K = 8).",
                   "",
                   markdown(mh, mr), ""]
+    if results.get("profiles"):
+        parts += ["### Where nflow's time goes (cProfile of one nflow call each, after a warm-up call)", "",
+                  "`own time` of `ops/conv.py` forward/backward and `ops/linalg.py` is mostly the NumPy GEMM they call "
+                  "(C calls are charged to their Python caller); im2col/col2im, padding and contiguous copies are the "
+                  "data movement a convolution written as GEMMs adds around them.", ""]
+        for p in results["profiles"]:
+            for op, prof in p["ops"].items():
+                move, gemm = profile_shares(prof)
+                parts.append(f"- {p['workload']} {op}: data movement (im2col, col2im, padding, copies) {move:.0%}, "
+                             f"calls holding the GEMMs {gemm:.0%}, everything else {1 - move - gemm:.0%} "
+                             f"(of {prof['wall']:.2f} s)")
+        glow = [profile_shares(prof)[0] for p in results["profiles"] if p["workload"] == "glow-mnist"
+                for prof in p["ops"].values()]
+        if glow and max(glow) > 0.25:
+            parts += ["", "Reading: in the convolutional models about half of nflow's time is data movement around "
+                      "the GEMMs, which PyTorch's direct (oneDNN) convolutions do not pay; the GEMMs themselves run "
+                      "per sample on (C_in·9) × H·W panels with H·W = 196 or 49 columns, short for a GEMM kernel. "
+                      "Next steps, in the order the profile suggests: write im2col straight from the unpadded input "
+                      "(no `np.pad` copy, no `ascontiguousarray`), keep the forward's columns for the weight "
+                      "gradient instead of rebuilding them in backward (a memory-for-time trade to state), a "
+                      "fused Numba col2im, and one GEMM over all N·H·W columns instead of N small ones."]
+        parts.append("")
     for p in results.get("profiles", []):
         for op, prof in p["ops"].items():
             parts += [f"#### Profile: nflow {p['workload']}, {op} (batch {p['batch']}, samples {p['samples']}; one "
@@ -652,9 +764,16 @@ def report(results, command, quick):
                       markdown(["function", "ncalls", "own time (s)", "cumulative (s)", "own share"],
                                [[f"`{row['function']}`", row["ncalls"], f"{row['tottime']:.3f}",
                                  f"{row['cumtime']:.3f}", f"{row['tottime'] / prof['wall']:.0%}"]
-                                for row in prof["top"]]), ""]
+                                for row in prof["top"][:PROFILE_ROWS]]), ""]
     if results["notes"]:
         parts += ["Notes: " + " ".join(results["notes"]), ""]
+    for run in extra:  # further runs of this runner (other settings, other times), rendered after the main one
+        h, rows = speed_table(run["results"])
+        parts += [f"### Additional run: `{run['command']}`", ""]
+        parts += environment_lines(run["results"], run["command"], run["info"]) + ["", markdown(h, rows), ""]
+        effect = settings_effect(run["results"])
+        if effect:
+            parts += ["Effect of the settings in this run (< 1: faster than `default`):", ""] + effect + [""]
     return "\n".join(parts)
 
 
@@ -678,7 +797,8 @@ def main(argv=None):
     parser.add_argument("--profile", dest="profile", action="store_true", default=None,
                         help="cProfile nflow's calls (default: on in full mode, off in quick mode)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--from-json", default="", help="re-render the report from a --json file, no measuring")
+    parser.add_argument("--from-json", default="", help="render the report from --json file(s), no measuring; with "
+                        "several (comma-separated) the first is the main run, the others follow as additional runs")
     parser.add_argument("--child-profile", nargs=3, metavar=("WORKLOAD", "BATCH", "SAMPLES"), help=argparse.SUPPRESS)
     parser.add_argument("--child-memory", nargs=3, metavar=("IMPL", "K", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -697,17 +817,17 @@ def main(argv=None):
         args.memory = not args.quick
     if args.profile is None:
         args.profile = not args.quick
-    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        results, command = saved["results"], saved["command"]
-        args.quick = saved["quick"]
+        runs = [load_run(path) for path in args.from_json.split(",")]
+        main_run, extra = runs[0], runs[1:]
     else:
-        results = measure(args)
-    if args.json and not args.from_json:
-        Path(args.json).write_text(json.dumps({"results": results, "command": command.strip(), "quick": args.quick},
-                                              indent=1))
-    text = report(results, command.strip(), args.quick)
+        info = run_info()
+        main_run = {"results": measure(args), "command": command, "quick": args.quick, "info": info}
+        extra = []
+        if args.json:
+            Path(args.json).write_text(json.dumps(main_run, indent=1))
+    text = report(main_run["results"], main_run["command"], main_run["quick"], main_run["info"], extra)
     print(text)
     if not args.no_write:
         write_section(text)

@@ -1,6 +1,7 @@
 """PyTorch implementations of nflow's NICE, RealNVP and Glow, for parity checks and benchmarks.
 
-Written against nflow's documented conventions, not its code: nothing here imports nflow. Module and
+Written independently of nflow's code (nothing here imports nflow), mirroring its conventions listed below so
+that the same weights give the same function; the parity tests (tests/test_torch_parity.py) check it. Module and
 attribute names follow nflow's so that ``state_dict`` keys are the same dotted names
 (``levels.0.layers.3.net.conv1.weight``) and :mod:`benchmarks.weights` copies weights 1:1.
 
