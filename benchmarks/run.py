@@ -696,7 +696,7 @@ def profile_shares(prof):
     return move / wall, gemm / wall
 
 
-def report(results, command, quick, info, extra=()):
+def report(results, command, quick, info, extra=(), sources=()):
     sh, sr = speed_table(results)
     ch, cr = cpu_table(results)
     parts = [SECTION, "",
@@ -704,7 +704,12 @@ def report(results, command, quick, info, extra=()):
              + (f"**quick mode: batches and sample counts ÷ {QUICK_SHRINK}, 3 rounds, no torch.compile, no deep "
                 "Glows, no memory rows — indicative only.**" if quick
                 else "full mode.") + " See that module's docstring for what each column means.", ""]
-    parts += environment_lines(results, command, info) + [""]
+    parts += environment_lines(results, command, info)
+    if sources:
+        parts.append("- Raw measurements (every round's time): " + ", ".join(f"`{p}`" for p in sources)
+                     + f"; this section was rendered from them with `python -m benchmarks --from-json "
+                     f"{','.join(sources)}`")
+    parts.append("")
     targets = target_lines(results)
     if targets:
         parts += [f"Issue 7's targets for Glow (nflow/eager ≤ {TARGETS['eager']}, nflow/compile ≤ {TARGETS['compile']},"
@@ -827,7 +832,11 @@ def main(argv=None):
         extra = []
         if args.json:
             Path(args.json).write_text(json.dumps(main_run, indent=1))
-    text = report(main_run["results"], main_run["command"], main_run["quick"], main_run["info"], extra)
+    sources = []
+    for path in (args.from_json.split(",") if args.from_json else []):
+        p = Path(path).resolve()
+        sources.append(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p))
+    text = report(main_run["results"], main_run["command"], main_run["quick"], main_run["info"], extra, sources)
     print(text)
     if not args.no_write:
         write_section(text)
