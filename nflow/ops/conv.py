@@ -36,52 +36,8 @@ Cost: 2·N·C_out·C_in·k²·H·W FLOPs forward, twice that backward (one GEMM 
 Memory: backward keeps the input and the weight; the unfolded buffer (k² times the smaller side) is rebuilt in
 backward rather than kept, trading one cheap unfold for that memory per layer.
 """
-from nflow.backend import get_array_module
+from nflow.kernels.reference.conv import batch_major, channel_major, col2im, im2col  # the NumPy twins, shared
 from nflow.tensor import Function
-
-
-def channel_major(a):
-    """(N, C, H, W) -> (C, N·H·W), contiguous."""
-    xp = get_array_module(a)
-    n, c, h, w = a.shape
-    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, n * h * w)
-
-
-def batch_major(a, shape):
-    """The inverse of :func:`channel_major`: (C, N·H·W) -> (N, C, H, W) with ``shape`` = (N, C, H, W)."""
-    xp = get_array_module(a)
-    n, c, h, w = shape
-    return xp.ascontiguousarray(a.reshape(c, n, h, w).transpose(1, 0, 2, 3))
-
-
-def im2col(x, k):
-    """(N, C, H, W) -> (C·k·k, N·H·W): every k×k zero-padded neighbourhood as a column, channel-major."""
-    if k == 1:
-        return channel_major(x)
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    p = k // 2
-    xpad = xp.pad(x.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (p, p), (p, p)))  # (C, N, H+2p, W+2p)
-    cols = xp.empty((c, k, k, n, h, w), dtype=x.dtype)
-    for i in range(k):  # k² strided copies, each writing N·H·W-element runs
-        for j in range(k):
-            cols[:, i, j] = xpad[:, :, i:i + h, j:j + w]
-    return cols.reshape(c * k * k, n * h * w)
-
-
-def col2im(cols, shape, k):
-    """The adjoint of :func:`im2col`: (C·k·k, N·H·W) -> (N, C, H, W), overlapping entries summed."""
-    if k == 1:
-        return batch_major(cols, shape)
-    xp = get_array_module(cols)
-    n, c, h, w = shape
-    p = k // 2
-    cols = cols.reshape(c, k, k, n, h, w)
-    xpad = xp.zeros((c, n, h + 2 * p, w + 2 * p), dtype=cols.dtype)
-    for i in range(k):
-        for j in range(k):
-            xpad[:, :, i:i + h, j:j + w] += cols[:, i, j]
-    return xp.ascontiguousarray(xpad[:, :, p:p + h, p:p + w].transpose(1, 0, 2, 3))
 
 
 def unfolds_output(c_in, c_out, k):
