@@ -7,7 +7,6 @@ Every flow layer maps a batch both ways (nflows ``transforms/base.py``; FrEIA's 
 
 ``logdet`` is always a Tensor of shape (N,), never None; composites add their layers' log-dets.
 """
-import numpy as np
 
 from nflow.backend import get_array_module
 from nflow.nn.module import Module, ModuleList
@@ -115,7 +114,3 @@ def channel_split_sizes(channels, layer):
     if channels < 2:
         raise ValueError(f"{layer}: needs at least 2 channels (or features) on axis 1 to split, got {channels}")
     return channels // 2, channels - channels // 2
-
-
-def as_float_array(value, dtype):
-    return np.asarray(value, dtype=dtype)
