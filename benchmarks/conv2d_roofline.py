@@ -28,7 +28,8 @@ import numpy as np
 import nflow
 import nflow.functional as F
 from benchmarks.machine import describe, gemm_gflops, markdown_table, median_time
-from nflow.ops.conv import batch_major, channel_major, col2im, flipped_kernel_matrix, im2col, unfolds_output
+from nflow.kernels.reference.conv import batch_major, channel_major, col2im, im2col
+from nflow.ops.conv import flipped_kernel_matrix, unfolds_output
 
 # (label, C_in, C_out, k) at N=64, 14x14
 CASES = [("k=3, 256->256", 256, 256, 3), ("k=1, 256->256", 256, 256, 1), ("k=3, 256->4 (ZeroConv)", 256, 4, 3)]
@@ -52,14 +53,17 @@ def make_inputs(n, c_in, c_out, h, w, k, seed=0):
 CLOCK = time.perf_counter
 
 
-def time_nflow(x, wt, b, gy, repeats):
-    """(forward seconds, backward seconds) of nflow's conv2d with all three inputs requiring grad."""
+def time_nflow(x, wt, b, gy, repeats, layout="NCHW"):
+    """(forward seconds, backward seconds) of nflow's conv2d with all three inputs requiring grad; with
+    ``layout="CNHW"`` the input and output gradient are handed in channel-major (as inside Glow's nets)."""
+    if layout == "CNHW":
+        x, gy = channel_major(x), channel_major(gy)
     tx, tw, tb = (nflow.Tensor(a, requires_grad=True) for a in (x, wt, b))
-    forward = median_time(lambda: F.conv2d(tx, tw, tb), repeats, clock=CLOCK)
+    forward = median_time(lambda: F.conv2d(tx, tw, tb, layout=layout), repeats, clock=CLOCK)
     samples = []
     for _ in range(repeats + 1):  # the first is a warm-up
         tx.grad = tw.grad = tb.grad = None
-        y = F.conv2d(tx, tw, tb)
+        y = F.conv2d(tx, tw, tb, layout=layout)
         start = CLOCK()
         y.backward(gy)
         samples.append(CLOCK() - start)
@@ -70,35 +74,41 @@ def time_pieces(x, wt, gy, repeats):
     """Each step of nflow's conv2d on its own (ms), in the order forward then backward runs them."""
     n, c, h, w = x.shape
     c_out, _, k, _ = wt.shape
+    xv, gyv = x.transpose(1, 0, 2, 3), gy.transpose(1, 0, 2, 3)  # channel-major views, no copy
     if unfolds_output(c, c_out, k):
         wf = flipped_kernel_matrix(wt)
-        x_cm = channel_major(x)
+        x_cm = channel_major(x).reshape(c, -1)
         z = wf @ x_cm
-        g = im2col(gy, k)
-        gx_cm = wf.T @ g
+        g = im2col(gyv, k)
+        gx_cm = (wf.T @ g).reshape(c, n, h, w)
+        y_cm = col2im(z, (c_out, n, h, w), k)
         pieces = [
-            ("x to channel-major (x2: forward and backward)", lambda: channel_major(x), 2),
+            ("x to channel-major (x2: forward and backward; none in CNHW)", lambda: channel_major(x), 2),
             ("forward GEMM Wf @ x", lambda: wf @ x_cm, 1),
-            ("col2im of the output", lambda: col2im(z, gy.shape, k), 1),
-            ("im2col of gy", lambda: im2col(gy, k), 1),
+            ("col2im of the output", lambda: col2im(z, (c_out, n, h, w), k), 1),
+            ("output to NCHW (none in CNHW)", lambda: batch_major(y_cm), 1),
+            ("im2col of gy", lambda: im2col(gyv, k), 1),
             ("dW GEMM G @ xᵀ", lambda: g @ x_cm.T, 1),
             ("dx GEMM Wfᵀ @ G", lambda: wf.T @ g, 1),
-            ("dx to NCHW", lambda: batch_major(gx_cm, x.shape), 1),
+            ("dx to NCHW (none in CNHW)", lambda: batch_major(gx_cm), 1),
         ]
     else:
         wmat = wt.reshape(c_out, c * k * k)
-        cols = im2col(x, k)
-        y = wmat @ cols
-        gy_cm = channel_major(gy)
+        cols = im2col(xv, k)
+        y = (wmat @ cols).reshape(c_out, n, h, w)
+        gy_cm = channel_major(gy).reshape(c_out, -1)
         gcols = wmat.T @ gy_cm
+        gx_cm = col2im(gcols, (c, n, h, w), k)
         pieces = [
-            ("im2col (x2: forward and backward)" if k > 1 else "x to channel-major (x2)", lambda: im2col(x, k), 2),
+            ("im2col (x2: forward and backward)" if k > 1 else "x to channel-major (x2; none in CNHW)",
+             lambda: im2col(xv, k), 2),
             ("forward GEMM W @ cols", lambda: wmat @ cols, 1),
-            ("output to NCHW", lambda: batch_major(y, gy.shape), 1),
-            ("gy to channel-major", lambda: channel_major(gy), 1),
+            ("output to NCHW (none in CNHW)", lambda: batch_major(y), 1),
+            ("gy to channel-major (none in CNHW)", lambda: channel_major(gy), 1),
             ("dW GEMM gy @ colsᵀ", lambda: gy_cm @ cols.T, 1),
             ("dx GEMM Wᵀ @ gy", lambda: wmat.T @ gy_cm, 1),
-            ("col2im" if k > 1 else "dx to NCHW", lambda: col2im(gcols, x.shape, k), 1),
+            ("col2im" if k > 1 else "dx as a matrix (a reshape)", lambda: col2im(gcols, (c, n, h, w), k), 1),
+            ("dx to NCHW (none in CNHW)", lambda: batch_major(gx_cm), 1),
         ]
     return [(name, median_time(fn, repeats, clock=CLOCK) * 1e3 * times) for name, fn, times in pieces]
 
@@ -109,10 +119,11 @@ def input_side_conv(x, wt, gy):
     n, c, h, w = x.shape
     c_out, _, k, _ = wt.shape
     wmat = wt.reshape(c_out, c * k * k)
-    y = batch_major(wmat @ im2col(x, k), gy.shape)
-    g = channel_major(gy)
-    gw = (g @ im2col(x, k).T).reshape(wt.shape)
-    gx = col2im(wmat.T @ g, x.shape, k)
+    xv = x.transpose(1, 0, 2, 3)
+    y = batch_major((wmat @ im2col(xv, k)).reshape(c_out, n, h, w))
+    g = channel_major(gy).reshape(c_out, -1)
+    gw = (g @ im2col(xv, k).T).reshape(wt.shape)
+    gx = batch_major(col2im(wmat.T @ g, (c, n, h, w), k))
     return y, gw, gx
 
 
@@ -217,6 +228,9 @@ def main(argv=None):
                         fwd, roof_f, flops))
         rows.append(row("", "nflow conv2d, backward", bwd, roof_b, 2 * flops))
         rows.append(row("", "nflow conv2d, forward + backward", fwd + bwd, roof, 3 * flops, bold=True))
+        fwd, bwd = time_nflow(x, wt, b, gy, repeats, layout="CNHW")
+        rows.append(row("", "nflow conv2d, layout CNHW (Glow's nets), fwd + bwd", fwd + bwd, roof, 3 * flops,
+                        bold=True))
         for name, reference in references:
             seconds = median_time(lambda: reference(x, wt, gy), repeats, clock=CLOCK)
             rows.append(row("", f"{name}, fwd + bwd", seconds, roof, 3 * flops))

@@ -39,10 +39,10 @@ def output_side(x, w, gy):
     n, c_in, h, wd = x.shape
     c_out, _, k, _ = w.shape
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1)).reshape(c_out * k * k, c_in)
-    xs = channel_major(x)                                     # (C_in, N·H·W)
-    y = col2im(flipped @ xs, (n, c_out, h, wd), k)            # Z: (9·C_out, N·H·W)
-    g = im2col(gy, k)                                         # (9·C_out, N·H·W)
-    dx = batch_major(flipped.T @ g, x.shape)
+    xs = channel_major(x).reshape(c_in, -1)                   # (C_in, N·H·W)
+    y = batch_major(col2im(flipped @ xs, (c_out, n, h, wd), k))  # Z: (9·C_out, N·H·W)
+    g = im2col(gy.transpose(1, 0, 2, 3), k)                   # (9·C_out, N·H·W)
+    dx = batch_major((flipped.T @ g).reshape(c_in, n, h, wd))
     dflipped = g @ xs.T                                       # (9·C_out, C_in)
     dw = dflipped.reshape(c_out, k, k, c_in).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1]
     return y, dx, dw

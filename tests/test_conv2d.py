@@ -132,6 +132,35 @@ def test_both_layouts_match_the_nested_loops(c_in, c_out, output_side, k):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("c_in, c_out", [(3, 1), (1, 3), (2, 2)])
+def test_channel_major_layout_matches_the_nested_loops(c_in, c_out, k, backend):
+    """layout="CNHW" takes and returns (C, N, H, W): the same convolution, the batch and channel axes swapped."""
+    x, wt, b, gy = _draw(2, c_in, c_out, 4, 5, k, seed=12)
+    swap = (1, 0, 2, 3)
+    with nflow.backend(backend):
+        tx = Tensor(x.transpose(swap).copy(), requires_grad=True)
+        tw, tb = Tensor(wt.copy(), requires_grad=True), Tensor(b.copy(), requires_grad=True)
+        y = F.conv2d(tx, tw, tb, layout="CNHW")
+        assert y.shape == (c_out, 2, 4, 5)
+        np.testing.assert_allclose(y.data.transpose(swap), conv_reference(x, wt, b), rtol=1e-12, atol=1e-12)
+        y.backward(gy.transpose(swap).copy())
+    dx, dw, db = conv_reference_grads(x, wt, gy)
+    np.testing.assert_allclose(tx.grad.transpose(swap), dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tw.grad, dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tb.grad, db, rtol=1e-12, atol=1e-12)
+
+
+def test_channel_major_layout_reads_strided_views():
+    """An NCHW tensor seen through transpose(1, 0, 2, 3) is a valid CNHW input (no copy needed first)."""
+    x, wt, b, _ = _draw(2, 2, 3, 5, 4, 3, seed=13)
+    for backend in ("numpy", "numba"):
+        with nflow.backend(backend):
+            y = F.conv2d(F.transpose(Tensor(x), (1, 0, 2, 3)), Tensor(wt), Tensor(b), layout="CNHW")
+        np.testing.assert_allclose(y.data.transpose(1, 0, 2, 3), conv_reference(x, wt, b), rtol=1e-12, atol=1e-12)
+
+
 def test_float32_agrees_with_float64_to_float32_rounding():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 6, 5))
@@ -144,7 +173,7 @@ def test_float32_agrees_with_float64_to_float32_rounding():
 
 def test_clear_errors():
     x = Tensor(np.zeros((2, 3, 5, 5)))
-    with pytest.raises(ValueError, match=r"expects 4 input channels, input \(2, 3, 5, 5\) has 3"):
+    with pytest.raises(ValueError, match=r"expects 4 input channels, input \(2, 3, 5, 5\) \(NCHW\) has 3"):
         F.conv2d(x, Tensor(np.zeros((2, 4, 3, 3))))
     with pytest.raises(ValueError, match="odd k"):
         F.conv2d(x, Tensor(np.zeros((2, 3, 2, 2))))
@@ -158,3 +187,7 @@ def test_clear_errors():
         F.conv2d(x, Tensor(np.zeros((2, 3, 3, 3), dtype=np.float32)))
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         nflow.nn.Conv2d(3, 2, kernel_size=4)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        F.conv2d(x, Tensor(np.zeros((2, 3, 3, 3))), layout="NHWC")
+    with pytest.raises(ValueError, match=r"expected input \(3, N, H, W\) \(CNHW\), got shape \(2, 3, 5, 5\)"):
+        nflow.nn.Conv2d(3, 2, layout="CNHW")(x)

@@ -7,6 +7,10 @@
 
 The last layer starts at zero so a fresh coupling is the identity (or, with Glow's sigmoid(h + 2), a
 uniform scaling close to it): deep flows then start well-conditioned.
+
+The two convolutional networks take and return NCHW tensors but keep their hidden activations channel-major
+(CNHW, ``nflow/ops/conv.py``): the layout change is paid once at each end, on the coupling's few channels,
+instead of around every convolution on the 256-512 hidden ones. The weights are the same in either layout.
 """
 import numpy as np
 
@@ -17,6 +21,7 @@ from nflow.nn.module import Module, ModuleList, Parameter, new_array
 
 GLOW_INIT_STD = 0.05       # std of Glow's hidden conv weights at initialisation (openai/glow ``conv2d``)
 ZERO_CONV_LOGSCALE = 3.0   # ZeroConv output scale exp(3 · s): Glow's ``logscale_factor=3``
+HIDDEN_LAYOUT = "CNHW"     # the convolutional nets' internal layout (see the module docstring)
 
 
 class MLP(Module):
@@ -35,15 +40,26 @@ class MLP(Module):
 
 
 class ZeroConv2d(Module):
-    """y = (conv3x3(x) + b) · exp(3 · s), with weight, b and s all zero at the start (Glow's ``conv2d_zeros``)."""
+    """y = (conv3x3(x) + b) · exp(3 · s), with weight, b and s all zero at the start (Glow's ``conv2d_zeros``).
 
-    def __init__(self, in_channels, out_channels, dtype=np.float32):
+    ``layout`` as in :class:`~nflow.nn.layers.Conv2d`; s is stored as (C_out, 1, 1) in both layouts."""
+
+    def __init__(self, in_channels, out_channels, dtype=np.float32, layout="NCHW"):
         super().__init__()
-        self.conv = Conv2d(in_channels, out_channels, 3, zero_init=True, dtype=dtype)
+        self.conv = Conv2d(in_channels, out_channels, 3, zero_init=True, dtype=dtype, layout=layout)
         self.log_scale = Parameter(new_array(init.zeros((out_channels, 1, 1), dtype)))
 
     def forward(self, x):
-        return self.conv(x) * F.exp(self.log_scale * ZERO_CONV_LOGSCALE)
+        scale = F.exp(self.log_scale * ZERO_CONV_LOGSCALE)
+        if self.conv.layout == "CNHW":
+            scale = F.reshape(scale, (self.conv.out_channels, 1, 1, 1))  # broadcast over N, H, W
+        return self.conv(x) * scale
+
+
+def swap_batch_and_channels(x):
+    """(N, C, H, W) <-> (C, N, H, W), its own inverse: a view in the graph (the first convolution reads it in
+    place; the coupling kernels copy the net's output to C order, which they do for channel slices anyway)."""
+    return F.transpose(x, (1, 0, 2, 3))
 
 
 class GlowNet(Module):
@@ -51,14 +67,15 @@ class GlowNet(Module):
 
     def __init__(self, in_channels, out_channels, hidden, dtype=np.float32):
         super().__init__()
-        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype)
-        self.conv2 = Conv2d(hidden, hidden, 1, dtype=dtype)
+        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT)
+        self.conv2 = Conv2d(hidden, hidden, 1, dtype=dtype, layout=HIDDEN_LAYOUT)
         for conv in (self.conv1, self.conv2):
             conv.weight.data[...] = new_array(init.normal(conv.weight.shape, GLOW_INIT_STD, dtype))
-        self.conv3 = ZeroConv2d(hidden, out_channels, dtype=dtype)
+        self.conv3 = ZeroConv2d(hidden, out_channels, dtype=dtype, layout=HIDDEN_LAYOUT)
 
     def forward(self, x):
-        return self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        h = self.conv3(F.relu(self.conv2(F.relu(self.conv1(swap_batch_and_channels(x))))))
+        return swap_batch_and_channels(h)
 
 
 class ConvNet(Module):
@@ -66,9 +83,10 @@ class ConvNet(Module):
 
     def __init__(self, in_channels, out_channels, hidden, dtype=np.float32):
         super().__init__()
-        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype)
-        self.conv2 = Conv2d(hidden, hidden, 3, dtype=dtype)
-        self.conv3 = ZeroConv2d(hidden, out_channels, dtype=dtype)
+        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT)
+        self.conv2 = Conv2d(hidden, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT)
+        self.conv3 = ZeroConv2d(hidden, out_channels, dtype=dtype, layout=HIDDEN_LAYOUT)
 
     def forward(self, x):
-        return self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        h = self.conv3(F.relu(self.conv2(F.relu(self.conv1(swap_batch_and_channels(x))))))
+        return swap_batch_and_channels(h)

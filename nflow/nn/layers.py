@@ -3,7 +3,7 @@ import numpy as np
 
 from nflow.nn import init
 from nflow.nn.module import Module, Parameter, new_array
-from nflow.ops.conv import conv2d
+from nflow.ops.conv import CHANNEL_AXIS, LAYOUTS, conv2d
 from nflow.ops.linalg import matmul
 
 
@@ -31,24 +31,31 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """Stride-1, 'same'-padded convolution, NCHW, weight (out, in, k, k), He-uniform initialised.
+    """Stride-1, 'same'-padded convolution, weight (out, in, k, k), He-uniform initialised.
 
+    ``layout``: ``"NCHW"`` (the default) or ``"CNHW"``, channel-major, for layers inside a network that keeps its
+    activations channel-major (see ``nflow/ops/conv.py`` for why). The weight is the same in both layouts.
     ``zero_init=True`` starts weight and bias at zero (see :class:`Linear`).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, bias=True, zero_init=False,
-                 dtype=np.float32, rng=None):
+                 dtype=np.float32, rng=None, layout="NCHW"):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"Conv2d: kernel_size must be odd for 'same' padding, got {kernel_size}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"Conv2d: layout must be one of {LAYOUTS}, got {layout!r}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.layout = layout
         shape = (out_channels, in_channels, kernel_size, kernel_size)
         w = init.zeros(shape, dtype) if zero_init else init.kaiming_uniform(shape, dtype, rng)
         self.weight = Parameter(new_array(w))
         self.bias = Parameter(new_array(init.zeros((out_channels,), dtype))) if bias else None
 
     def forward(self, x):
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
+        if x.ndim != 4 or x.shape[CHANNEL_AXIS[self.layout]] != self.in_channels:
+            expected = "(N, {c}, H, W)" if self.layout == "NCHW" else "({c}, N, H, W)"
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}): expected input "
-                             f"(N, {self.in_channels}, H, W), got shape {x.shape}")
-        return conv2d(x, self.weight) if self.bias is None else conv2d(x, self.weight, self.bias)
+                             f"{expected.format(c=self.in_channels)} ({self.layout}), got shape {x.shape}")
+        args = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return conv2d(*args, layout=self.layout)

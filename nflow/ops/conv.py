@@ -1,28 +1,30 @@
 """2-D convolution, stride 1, 'same' zero padding, odd square kernels (Glow and RealNVP use 1x1 and 3x3).
 
-Inputs and outputs are NCHW, as in the papers' code. Inside, the batch is folded into the GEMMs' long axis:
-the input is unfolded into one matrix of columns ``cols`` of shape ``(C_in·k·k, N·H·W)`` (im2col, channel-major:
-row ``(c, i, j)`` holds ``x_pad[n, c, h+i, w+j]`` for every pixel ``(n, h, w)``), so each product is a single
+Two layouts for inputs and outputs: ``"NCHW"`` (the papers' code, the default) and ``"CNHW"`` (channel-major,
+the layout every product below works in). Inside, the batch is folded into the GEMMs' long axis: the input
+``x`` (C_in, N, H, W) is unfolded into one matrix of columns ``cols`` of shape ``(C_in·k·k, N·H·W)`` (im2col:
+row ``(c, i, j)`` holds ``x_pad[c, n, h+i, w+j]`` for every pixel ``(n, h, w)``), so each product is a single
 large GEMM:
 
     forward   y  = W @ cols               (C_out, C_in·k²) @ (C_in·k², N·H·W)
     backward  dW = gy @ colsᵀ             (C_out, N·H·W)   @ (N·H·W, C_in·k²)
               dx = col2im(Wᵀ @ gy)        (C_in·k², C_out) @ (C_out, N·H·W)
 
-with ``gy`` the output gradient in the same channel-major layout ``(C_out, N·H·W)``. ``colsᵀ`` is a view
-(BLAS reads it transposed), so no GEMM operand is ever copied. The price is one NCHW <-> channel-major
-transpose of the (small) output and output gradient. A 1x1 convolution needs no unfolding, only that transpose.
+with ``gy`` the output gradient as a ``(C_out, N·H·W)`` matrix. ``colsᵀ`` is a view (BLAS reads it transposed),
+so no GEMM operand is ever copied. A 1x1 convolution needs no unfolding: in CNHW, x *is* the (C_in, N·H·W)
+matrix, and forward and backward are the three GEMMs alone.
 
-Why one big GEMM rather than a GEMM per sample and ``tensordot`` (this module's first layout): at Glow's sizes
-(N=64, C=256, 14x14, k=3) a GEMM per sample (196 columns each) runs ~10% below one GEMM over all 12,544
-columns, ``tensordot`` for dW copies the whole unfolded input (k² times x) to make it contiguous, and unfolding
-into ``(N, C·k², H·W)`` is slower than into ``(C·k², N·H·W)``. Forward + backward went from 2.3x to 1.3x the
-GEMM roofline (``python -m benchmarks.conv2d_roofline``; figures in benchmarks/RESULTS.md).
+Why the CNHW layout exists: an NCHW tensor has to be transposed to that matrix shape and the result transposed
+back, one copy of each input, output and gradient of every convolution. A network that keeps its hidden
+activations in CNHW (``nflow/flows/nets.py``: Glow's conv3x3 - ReLU - conv1x1 - ReLU - ZeroConv3x3 with 256 or
+512 hidden channels) pays those copies only at its two ends, on the few channels of the coupling's halves. At
+Glow's sizes (N=64, 256 channels, 14x14, float32) each such copy is 12.8 MB, ~3 ms, against ~11 ms for the
+1x1 conv's GEMM (``python -m benchmarks.conv2d_roofline``; figures in benchmarks/RESULTS.md).
 
 When the output has fewer channels than the input (Glow's zero-initialised last conv: 256 -> 4 or 16), the
 same FLOPs are laid out the other way round, unfolding the *output* side, whose buffer is k²·C_out rows
 instead of k²·C_in (64 times smaller for 256 -> 4). With ``Wf`` the kernel flipped in both spatial axes, as a
-``(C_out·k², C_in)`` matrix with rows ``(o, i, j)``, and ``x`` channel-major:
+``(C_out·k², C_in)`` matrix with rows ``(o, i, j)``, and ``x`` as the (C_in, N·H·W) matrix:
 
     forward   y  = col2im(Wf @ x)         col2im sums the k² shifted products: exactly the correlation
     backward  G  = im2col(gy)             (the adjoint of col2im)
@@ -32,12 +34,20 @@ instead of k²·C_in (64 times smaller for 256 -> 4). With ``Wf`` the kernel fli
 The rule, :func:`unfolds_output`: unfold the side with fewer channels. Proposed and measured in
 ``benchmarks/conv_small_side.py`` (2.3-2.7x on Glow's ZeroConv shapes).
 
+im2col/col2im run the current backend's kernel (``kernels/dispatch.py``: the Numba kernels of
+``kernels/cpu/conv.py`` on ``numba``, their NumPy twins in ``kernels/reference/conv.py`` otherwise).
+
 Cost: 2·N·C_out·C_in·k²·H·W FLOPs forward, twice that backward (one GEMM for dx, one for dW), either layout.
 Memory: backward keeps the input and the weight; the unfolded buffer (k² times the smaller side) is rebuilt in
 backward rather than kept, trading one cheap unfold for that memory per layer.
 """
-from nflow.kernels.reference.conv import batch_major, channel_major, col2im, im2col  # the NumPy twins, shared
+from nflow.backend import get_array_module
+from nflow.kernels.dispatch import kernel
+from nflow.kernels.reference.conv import batch_major
 from nflow.tensor import Function
+
+LAYOUTS = ("NCHW", "CNHW")
+CHANNEL_AXIS = {"NCHW": 1, "CNHW": 0}
 
 
 def unfolds_output(c_in, c_out, k):
@@ -51,63 +61,86 @@ def flipped_kernel_matrix(w):
     return w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(c_out * k * k, c_in)
 
 
+def _matrix(a):
+    """A (C, N, H, W) array, any strides, as the C-ordered (C, N·H·W) matrix (copies only a strided view)."""
+    c = a.shape[0]
+    return get_array_module(a).ascontiguousarray(a).reshape(c, -1)
+
+
 class Conv2d(Function):
-    """y[n, o] = Σ_c Σ_ij w[o, c, i, j] · x_pad[n, c, h+i, w+j] (+ b[o]). Keeps: the input and the weight.
+    """y[n, o] = Σ_c Σ_ij w[o, c, i, j] · x_pad[n, c, h+i, w+j] (+ b[o]), in ``layout`` "NCHW" or "CNHW".
+    Keeps: the input and the weight.
 
     Unfolds the input or the output, whichever has fewer channels (see the module docstring).
     """
 
+    def __init__(self, layout="NCHW"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"conv2d: layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
+
     def validate(self, x, w, b=None):
         if x.ndim != 4:
-            raise ValueError(f"conv2d: input must be (N, C, H, W), got shape {x.shape}")
+            raise ValueError(f"conv2d: input must be ({', '.join(self.layout)}), got shape {x.shape}")
         if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0:
             raise ValueError(f"conv2d: weight must be (C_out, C_in, k, k) with odd k, got shape {w.shape}")
-        if w.shape[1] != x.shape[1]:
+        channels = x.shape[CHANNEL_AXIS[self.layout]]
+        if w.shape[1] != channels:
             raise ValueError(f"conv2d: weight {w.shape} expects {w.shape[1]} input channels, "
-                             f"input {x.shape} has {x.shape[1]}")
+                             f"input {x.shape} ({self.layout}) has {channels}")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {b.shape}")
         if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
             raise TypeError(f"conv2d: dtypes differ: input {x.dtype}, weight {w.dtype}"
                             + (f", bias {b.dtype}" if b is not None else ""))
 
+    def _channel_major_view(self, a):
+        return a if self.layout == "CNHW" else a.transpose(1, 0, 2, 3)  # a view: nothing copied yet
+
+    def _out(self, a):
+        return a if self.layout == "CNHW" else batch_major(a)
+
     def forward(self, x, w, b=None):
-        n, c, h, wd = x.shape
+        xc = self._channel_major_view(x)  # (C_in, N, H, W)
+        c, n, h, wd = xc.shape
         c_out, _, k, _ = w.shape
-        self.saved = (x, w)
+        ops = kernel("conv")
+        self.saved, self.ops = (x, w), ops  # backward runs the same backend's im2col/col2im as forward did
         if unfolds_output(c, c_out, k):
-            y = col2im(flipped_kernel_matrix(w) @ channel_major(x), (n, c_out, h, wd), k)  # (N, C_out, H, W)
-            if b is not None:
-                y += b[:, None, None]
-            return y
-        y = w.reshape(c_out, c * k * k) @ im2col(x, k)  # (C_out, N·H·W)
+            y = ops.col2im(flipped_kernel_matrix(w) @ _matrix(xc), (c_out, n, h, wd), k)
+        else:
+            y = (w.reshape(c_out, c * k * k) @ ops.im2col(xc, k)).reshape(c_out, n, h, wd)
         if b is not None:
-            y += b[:, None]
-        return batch_major(y, (n, c_out, h, wd))
+            y += b[:, None, None, None]
+        return self._out(y)
 
     def backward(self, gy):
         x, w = self.saved
+        xc, gc = self._channel_major_view(x), self._channel_major_view(gy)
         c_out, c, k, _ = w.shape
+        ops = self.ops
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         gx = gw = gb = None
         if unfolds_output(c, c_out, k):
-            g = im2col(gy, k)  # (C_out·k², N·H·W)
+            g = ops.im2col(gc, k)  # (C_out·k², N·H·W)
             if need_w:
-                gwf = g @ channel_major(x).T  # (C_out·k², C_in), rows (o, i, j) of the flipped kernel
+                gwf = g @ _matrix(xc).T  # (C_out·k², C_in), rows (o, i, j) of the flipped kernel
                 gw = gwf.reshape(c_out, k, k, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1].copy()
             if need_x:
-                gx = batch_major(flipped_kernel_matrix(w).T @ g, x.shape)
+                gx = self._out((flipped_kernel_matrix(w).T @ g).reshape(xc.shape))
         else:
-            g = channel_major(gy)  # (C_out, N·H·W)
+            g = _matrix(gc)  # (C_out, N·H·W)
             if need_w:
-                gw = (g @ im2col(x, k).T).reshape(w.shape)  # Σ over all N·H·W pixels in one GEMM
+                gw = (g @ ops.im2col(xc, k).T).reshape(w.shape)  # Σ over all N·H·W pixels in one GEMM
             if need_x:
-                gx = col2im(w.reshape(c_out, c * k * k).T @ g, x.shape, k)
+                gx = self._out(ops.col2im(w.reshape(c_out, c * k * k).T @ g, xc.shape, k))
         if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = gc.sum(axis=(1, 2, 3))
         return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
 
 
-def conv2d(x, w, b=None):
-    """Stride-1, 'same'-padded 2-D convolution of ``x`` (N, C_in, H, W) with ``w`` (C_out, C_in, k, k), k odd."""
-    return Conv2d()(x, w) if b is None else Conv2d()(x, w, b)
+def conv2d(x, w, b=None, layout="NCHW"):
+    """Stride-1, 'same'-padded 2-D convolution of ``x`` (N, C_in, H, W), or (C_in, N, H, W) with
+    ``layout="CNHW"``, with ``w`` (C_out, C_in, k, k), k odd; the output has the input's layout."""
+    op = Conv2d(layout)
+    return op(x, w) if b is None else op(x, w, b)
