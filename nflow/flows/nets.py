@@ -67,14 +67,14 @@ class GlowNet(Module):
 
     def __init__(self, in_channels, out_channels, hidden, dtype=np.float32):
         super().__init__()
-        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT)
-        self.conv2 = Conv2d(hidden, hidden, 1, dtype=dtype, layout=HIDDEN_LAYOUT)
+        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT, activation="relu")
+        self.conv2 = Conv2d(hidden, hidden, 1, dtype=dtype, layout=HIDDEN_LAYOUT, activation="relu")
         for conv in (self.conv1, self.conv2):
             conv.weight.data[...] = new_array(init.normal(conv.weight.shape, GLOW_INIT_STD, dtype))
         self.conv3 = ZeroConv2d(hidden, out_channels, dtype=dtype, layout=HIDDEN_LAYOUT)
 
     def forward(self, x):
-        h = self.conv3(F.relu(self.conv2(F.relu(self.conv1(swap_batch_and_channels(x))))))
+        h = self.conv3(self.conv2(self.conv1(swap_batch_and_channels(x))))  # conv1, conv2: ReLU fused
         return swap_batch_and_channels(h)
 
 
@@ -83,10 +83,10 @@ class ConvNet(Module):
 
     def __init__(self, in_channels, out_channels, hidden, dtype=np.float32):
         super().__init__()
-        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT)
-        self.conv2 = Conv2d(hidden, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT)
+        self.conv1 = Conv2d(in_channels, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT, activation="relu")
+        self.conv2 = Conv2d(hidden, hidden, 3, dtype=dtype, layout=HIDDEN_LAYOUT, activation="relu")
         self.conv3 = ZeroConv2d(hidden, out_channels, dtype=dtype, layout=HIDDEN_LAYOUT)
 
     def forward(self, x):
-        h = self.conv3(F.relu(self.conv2(F.relu(self.conv1(swap_batch_and_channels(x))))))
+        h = self.conv3(self.conv2(self.conv1(swap_batch_and_channels(x))))  # conv1, conv2: ReLU fused
         return swap_batch_and_channels(h)

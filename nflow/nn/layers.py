@@ -3,7 +3,7 @@ import numpy as np
 
 from nflow.nn import init
 from nflow.nn.module import Module, Parameter, new_array
-from nflow.ops.conv import CHANNEL_AXIS, LAYOUTS, conv2d
+from nflow.ops.conv import ACTIVATIONS, CHANNEL_AXIS, LAYOUTS, conv2d
 from nflow.ops.linalg import matmul
 
 
@@ -35,18 +35,21 @@ class Conv2d(Module):
 
     ``layout``: ``"NCHW"`` (the default) or ``"CNHW"``, channel-major, for layers inside a network that keeps its
     activations channel-major (see ``nflow/ops/conv.py`` for why). The weight is the same in both layouts.
+    ``activation="relu"`` applies max(·, 0) to the output inside the same op (bias and ReLU fused, one pass).
     ``zero_init=True`` starts weight and bias at zero (see :class:`Linear`).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, bias=True, zero_init=False,
-                 dtype=np.float32, rng=None, layout="NCHW"):
+                 dtype=np.float32, rng=None, layout="NCHW", activation=None):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"Conv2d: kernel_size must be odd for 'same' padding, got {kernel_size}")
         if layout not in LAYOUTS:
             raise ValueError(f"Conv2d: layout must be one of {LAYOUTS}, got {layout!r}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
-        self.layout = layout
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Conv2d: activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.layout, self.activation = layout, activation
         shape = (out_channels, in_channels, kernel_size, kernel_size)
         w = init.zeros(shape, dtype) if zero_init else init.kaiming_uniform(shape, dtype, rng)
         self.weight = Parameter(new_array(w))
@@ -58,4 +61,4 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}): expected input "
                              f"{expected.format(c=self.in_channels)} ({self.layout}), got shape {x.shape}")
         args = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
-        return conv2d(*args, layout=self.layout)
+        return conv2d(*args, layout=self.layout, activation=self.activation)

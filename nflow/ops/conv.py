@@ -34,6 +34,11 @@ instead of k²·C_in (64 times smaller for 256 -> 4). With ``Wf`` the kernel fli
 The rule, :func:`unfolds_output`: unfold the side with fewer channels. Proposed and measured in
 ``benchmarks/conv_small_side.py`` (2.3-2.7x on Glow's ZeroConv shapes).
 
+``activation="relu"`` fuses the ReLU that follows the hidden convolutions of the coupling networks into the
+op: the bias add and the ReLU are one in-place pass over the GEMM's output, and backward starts with one pass
+that applies the ReLU's mask and sums the bias gradient (kernel family ``bias_relu``). The pre-activation is
+never kept, and there is no separate ReLU node in the graph.
+
 im2col/col2im run the current backend's kernel (``kernels/dispatch.py``: the Numba kernels of
 ``kernels/cpu/conv.py`` on ``numba``, their NumPy twins in ``kernels/reference/conv.py`` otherwise).
 
@@ -47,6 +52,7 @@ from nflow.kernels.reference.conv import batch_major
 from nflow.tensor import Function
 
 LAYOUTS = ("NCHW", "CNHW")
+ACTIVATIONS = (None, "relu")
 CHANNEL_AXIS = {"NCHW": 1, "CNHW": 0}
 
 
@@ -68,16 +74,19 @@ def _matrix(a):
 
 
 class Conv2d(Function):
-    """y[n, o] = Σ_c Σ_ij w[o, c, i, j] · x_pad[n, c, h+i, w+j] (+ b[o]), in ``layout`` "NCHW" or "CNHW".
-    Keeps: the input and the weight.
+    """y[n, o] = Σ_c Σ_ij w[o, c, i, j] · x_pad[n, c, h+i, w+j] (+ b[o]), in ``layout`` "NCHW" or "CNHW",
+    followed by max(·, 0) with ``activation="relu"``. Keeps: the input and the weight (and, with the ReLU, the
+    output, channel-major, for its mask).
 
     Unfolds the input or the output, whichever has fewer channels (see the module docstring).
     """
 
-    def __init__(self, layout="NCHW"):
+    def __init__(self, layout="NCHW", activation=None):
         if layout not in LAYOUTS:
             raise ValueError(f"conv2d: layout must be one of {LAYOUTS}, got {layout!r}")
-        self.layout = layout
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"conv2d: activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.layout, self.activation = layout, activation
 
     def validate(self, x, w, b=None):
         if x.ndim != 4:
@@ -110,17 +119,28 @@ class Conv2d(Function):
             y = ops.col2im(flipped_kernel_matrix(w) @ _matrix(xc), (c_out, n, h, wd), k)
         else:
             y = (w.reshape(c_out, c * k * k) @ ops.im2col(xc, k)).reshape(c_out, n, h, wd)
-        if b is not None:
+        if self.activation == "relu":
+            self.epilogue = kernel("bias_relu")
+            bias = b if b is not None else get_array_module(y).zeros(c_out, dtype=y.dtype)
+            self.epilogue.forward(y.reshape(c_out, -1), bias)  # in place: y is now the activation
+            self.saved = (x, w, y)
+        elif b is not None:
             y += b[:, None, None, None]
         return self._out(y)
 
     def backward(self, gy):
-        x, w = self.saved
+        x, w = self.saved[:2]
         xc, gc = self._channel_major_view(x), self._channel_major_view(gy)
         c_out, c, k, _ = w.shape
         ops = self.ops
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
+        need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
         gx = gw = gb = None
+        if self.activation == "relu":  # gc becomes the gradient of the pre-activation; the bias's comes with it
+            gz, gb = self.epilogue.backward(self.saved[2].reshape(c_out, -1), _matrix(gc))
+            gc = gz.reshape(gc.shape)
+        elif need_b:
+            gb = gc.sum(axis=(1, 2, 3))
         if unfolds_output(c, c_out, k):
             g = ops.im2col(gc, k)  # (C_out·k², N·H·W)
             if need_w:
@@ -134,13 +154,12 @@ class Conv2d(Function):
                 gw = (g @ ops.im2col(xc, k).T).reshape(w.shape)  # Σ over all N·H·W pixels in one GEMM
             if need_x:
                 gx = self._out(ops.col2im(w.reshape(c_out, c * k * k).T @ g, xc.shape, k))
-        if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
-            gb = gc.sum(axis=(1, 2, 3))
-        return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
+        return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb if need_b else None)
 
 
-def conv2d(x, w, b=None, layout="NCHW"):
+def conv2d(x, w, b=None, layout="NCHW", activation=None):
     """Stride-1, 'same'-padded 2-D convolution of ``x`` (N, C_in, H, W), or (C_in, N, H, W) with
-    ``layout="CNHW"``, with ``w`` (C_out, C_in, k, k), k odd; the output has the input's layout."""
-    op = Conv2d(layout)
+    ``layout="CNHW"``, with ``w`` (C_out, C_in, k, k), k odd; the output has the input's layout.
+    ``activation="relu"``: max(conv + b, 0), fused (see the module docstring)."""
+    op = Conv2d(layout, activation)
     return op(x, w) if b is None else op(x, w, b)

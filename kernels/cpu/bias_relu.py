@@ -1,0 +1,76 @@
+"""Bias + ReLU epilogue of a convolution as Numba kernels: the CPU twin of ``kernels/reference/bias_relu.py``.
+
+    forward:   y[c, m] = max(z[c, m] + b[c], 0)   (in place in z)
+    backward:  g[c, m] = gy[c, m] · [y[c, m] > 0],   gb[c] = Σ_m g[c, m]
+
+What is fused: the NumPy twin makes two passes forward (add, then maximum) and, backward, builds a boolean
+mask, multiplies, and reduces (three passes, two temporaries); here the forward is one read-modify-write pass
+and the backward one pass that reads y and gy, writes g and accumulates gb (in float64) as it goes. Rows are
+channels, so the bias is one register per row. ``prange`` over the channels, built serial
+(``kernels/cpu/__init__.py``). The rows must be unit-stride; the wrappers copy anything else to C order.
+
+NaN propagates as in ``numpy.maximum``: the test is ``v < 0`` (false for NaN), not ``v > 0``.
+"""
+import numpy as np
+from numba import njit, prange
+
+from nflow.kernels.cpu import PARALLEL
+
+REDUCTION_FLAGS = {"reassoc"}  # lets LLVM vectorise the per-channel sum (see affine_coupling.py)
+
+
+@njit(cache=True, parallel=PARALLEL, error_model="numpy")
+def _forward(z, b):
+    channels, m = z.shape
+    for c in prange(channels):
+        row, bias = z[c], b[c]
+        zero = type(bias)(0.0)  # in the arrays' dtype: a float32 kernel never widens to float64
+        for j in range(m):
+            v = row[j] + bias
+            row[j] = zero if v < zero else v
+
+
+@njit(cache=True, parallel=PARALLEL, fastmath=REDUCTION_FLAGS, error_model="numpy")
+def _backward(y, gy, g, gb):
+    channels, m = y.shape
+    for c in prange(channels):
+        yr, gyr, gr = y[c], gy[c], g[c]
+        total = 0.0
+        for j in range(m):
+            gv = gyr[j]
+            v = gv if yr[j] > 0 else gv * 0  # gy · [y > 0] exactly as the twin: NaN · 0 stays NaN
+            gr[j] = v
+            total += v
+        gb[c] = total
+
+
+def _check(a, b_len, dtype, name):
+    if a.ndim != 2 or a.shape[0] != b_len:
+        raise ValueError(f"bias-relu kernel: {name} must be (C, M) with C = {b_len}, got shape {a.shape}")
+    if a.dtype != dtype:
+        raise TypeError(f"bias-relu kernel: {name} is {a.dtype} but the bias is {dtype}; one float dtype for all")
+
+
+def forward(z, b):
+    """y = max(z + b, 0), in place in z (which must be C-ordered); returns z."""
+    if b.dtype not in (np.float32, np.float64):
+        raise TypeError(f"bias-relu kernel: needs float32 or float64 arrays, got a bias of dtype {b.dtype}")
+    _check(z, b.shape[0], b.dtype, "z")
+    if not z.flags.c_contiguous:
+        raise ValueError("bias-relu kernel: z is overwritten in place and must be C-ordered")
+    _forward(z, b)
+    return z
+
+
+def backward(y, gy):
+    """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g."""
+    if y.dtype not in (np.float32, np.float64):
+        raise TypeError(f"bias-relu kernel: needs float32 or float64 arrays, got y of dtype {y.dtype}")
+    _check(gy, y.shape[0], y.dtype, "gy")
+    if gy.shape != y.shape:
+        raise ValueError(f"bias-relu kernel: gy {gy.shape} and y {y.shape} must match")
+    y, gy = np.ascontiguousarray(y), np.ascontiguousarray(gy)
+    g = np.empty_like(gy)
+    gb = np.empty(y.shape[0], dtype=y.dtype)
+    _backward(y, gy, g, gb)
+    return g, gb

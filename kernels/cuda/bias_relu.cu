@@ -1,0 +1,51 @@
+// Bias + ReLU epilogue of a convolution, channel-major (the CUDA twin of kernels/reference/bias_relu.py).
+//
+//   bias_relu_forward:   y[c, m] = max(z[c, m] + b[c], 0)         in place in z
+//   bias_relu_backward:  g[c, m] = gy[c, m] * [y[c, m] > 0],   gb[c] = sum_m g[c, m]
+//
+// NaN propagates as in numpy.maximum (the test is v < 0, false for NaN).
+// The host puts "#define real_t float" or "#define real_t double" in front of this text.
+// Layout: C-ordered (C, M). Forward: one thread per element (grid-stride loop). Backward: grid (blocks per
+// channel, C); a block walks its share of row c, writes g, reduces its partial sum across the block (warp
+// shuffles, then one shared-memory slot per warp) and thread 0 adds it to gb[c] with one atomicAdd (gb is
+// zeroed by the host first), so the order of the sum is not fixed from run to run.
+
+#define WARP 32
+#define MAX_WARPS 32        // blocks of at most 1024 threads
+
+// Sum of v over the block; the result is valid in thread 0.
+__device__ __forceinline__ real_t block_sum(real_t v) {
+    __shared__ real_t warp_sums[MAX_WARPS];
+    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    int n_warps = (blockDim.x + WARP - 1) / WARP;
+    v = threadIdx.x < n_warps ? warp_sums[threadIdx.x] : (real_t)0;
+    if (warp == 0) {
+        for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+    }
+    return v;
+}
+
+extern "C" __global__ void bias_relu_forward(real_t* __restrict__ z, const real_t* __restrict__ b, long long m,
+                                             long long size) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x) {
+        real_t v = z[i] + b[i / m];
+        z[i] = v < (real_t)0 ? (real_t)0 : v;
+    }
+}
+
+extern "C" __global__ void bias_relu_backward(const real_t* __restrict__ y, const real_t* __restrict__ gy,
+                                              real_t* __restrict__ g, real_t* __restrict__ gb, long long m) {
+    long long base = (long long)blockIdx.y * m;
+    real_t partial = (real_t)0;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < m; j += (long long)gridDim.x * blockDim.x) {
+        real_t gv = gy[base + j];
+        real_t v = y[base + j] > (real_t)0 ? gv : gv * (real_t)0;   // gy * [y > 0]: NaN * 0 stays NaN
+        g[base + j] = v;
+        partial += v;
+    }
+    real_t total = block_sum(partial);
+    if (threadIdx.x == 0) atomicAdd(&gb[blockIdx.y], total);
+}
