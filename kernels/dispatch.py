@@ -4,7 +4,9 @@ Every family has one module per implementation, all exposing the same functions 
 
 - ``affine_coupling``, ``actnorm``: ``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``;
 - ``gaussian``: ``log_prob``, ``log_prob_backward``, ``standard_log_prob``, ``standard_log_prob_backward``;
-- ``conv``: ``im2col``, ``col2im``.
+- ``conv``: ``im2col``, ``col2im``;
+- ``additive_coupling``, ``squeeze``, ``invconv``, ``lu``, ``bias_relu``: see each family's NumPy twin in
+  ``kernels/reference``.
 
 The table below is the only place that decides. It holds module *names*, imported on first use: the CUDA
 wrappers import CuPy, and nothing may import CuPy unless the ``cupy`` backend is asked for. The ``numpy``
@@ -24,7 +26,15 @@ _TABLE = {
                         "cupy": _CUDA + "affine_coupling"},
     "actnorm": {"numpy": _REFERENCE + "actnorm", "numba": _CPU + "actnorm", "cupy": _CUDA + "actnorm"},
     "gaussian": {"numpy": _REFERENCE + "gaussian", "numba": _CPU + "gaussian", "cupy": _REFERENCE + "gaussian"},
-    "conv": {"numpy": _REFERENCE + "conv", "numba": _CPU + "conv", "cupy": _REFERENCE + "conv"},
+    # conv on numba runs the NumPy twin: NumPy's strided block copies beat the Numba loops of kernels/cpu/conv.py
+    # at every Glow/RealNVP size measured (im2col 1.5-2.6x, col2im within ±15%; benchmarks/RESULTS.md, "Kernels")
+    "conv": {"numpy": _REFERENCE + "conv", "numba": _REFERENCE + "conv", "cupy": _REFERENCE + "conv"},
+    "additive_coupling": {"numpy": _REFERENCE + "additive_coupling", "numba": _CPU + "additive_coupling",
+                          "cupy": _CUDA + "additive_coupling"},
+    "squeeze": {"numpy": _REFERENCE + "squeeze", "numba": _CPU + "squeeze", "cupy": _CUDA + "squeeze"},
+    "invconv": {"numpy": _REFERENCE + "invconv", "numba": _CPU + "invconv", "cupy": _CUDA + "invconv"},
+    "lu": {"numpy": _REFERENCE + "lu", "numba": _CPU + "lu", "cupy": _CUDA + "lu"},
+    "bias_relu": {"numpy": _REFERENCE + "bias_relu", "numba": _CPU + "bias_relu", "cupy": _CUDA + "bias_relu"},
 }
 
 FAMILIES = tuple(_TABLE)

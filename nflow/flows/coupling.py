@@ -18,6 +18,7 @@ import numpy as np
 
 import nflow.functional as F
 from nflow.backend import get_array_module
+from nflow.flows.additive_nodes import additive_coupling_forward, additive_coupling_inverse
 from nflow.flows.base import Flow, channel_split_sizes, check_input, seed_backward, zero_logdet
 from nflow.flows.functions import affine_coupling_forward, affine_coupling_inverse
 from nflow.kernels.dispatch import kernel
@@ -84,22 +85,37 @@ class _Coupling(Flow):
 
 
 class AdditiveCoupling(_Coupling):
-    """NICE's additive coupling, y_b = x_b + m(x_a); volume-preserving (log-det 0). Channel mask only."""
+    """NICE's additive coupling, y_b = x_b + m(x_a); volume-preserving (log-det 0). Channel mask only.
+
+    The join is one fused kernel pass (``nflow/flows/additive_nodes.py``): the whole x and m(x_a) go in, all
+    of y comes out, with m(x_a) added to the transformed channel block; no split of x_b, no concatenation.
+    """
 
     def __init__(self, channels, net, parity=0):
         super().__init__(channels, net, "channel", parity)
+        # the transformed block x_b: the second channel block for parity 0, the first for parity 1
+        self.trans_start = self.n_cond if parity == 0 else 0
+
+    def _shift(self, cond, target):
+        """m(x_a), checked against the transformed part's shape (N, C_b, ...) of ``target`` (x or y)."""
+        shift = self.net(cond)
+        expected = (target.shape[0], self.n_trans) + tuple(target.shape[2:])
+        if shift.shape != expected:
+            raise ValueError(f"AdditiveCoupling: the network's output has shape {shift.shape}, but the transformed "
+                             f"part has shape {expected} (the net must output C_b = {self.n_trans} channels)")
+        return shift
 
     def forward(self, x):
-        xa, xb = self._split(x)
-        return self._join(xa, xb + self.net(xa)), zero_logdet(x)
+        xa, _ = self._split(x)
+        return additive_coupling_forward(x, self._shift(xa, x), self.trans_start), zero_logdet(x)
 
     def _rebuild_and_grad(self, ya_leaf, yb, gyb, glogdet):
         shift = self.net(ya_leaf)
         return yb - shift.data, gyb, [(shift, gyb)]  # x_b = y_b - m(y_a); ∂L/∂x_b = ∂L/∂y_b = ∂L/∂m
 
     def inverse(self, y):
-        ya, yb = self._split(y)
-        return self._join(ya, yb - self.net(ya)), zero_logdet(y)
+        ya, _ = self._split(y)
+        return additive_coupling_inverse(y, self._shift(ya, y), self.trans_start), zero_logdet(y)
 
 
 class AffineCoupling(_Coupling):

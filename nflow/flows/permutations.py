@@ -3,6 +3,7 @@ import numpy as np
 
 import nflow.functional as F
 from nflow.flows.base import Flow, check_input, zero_logdet
+from nflow.flows.squeeze_nodes import squeeze, unsqueeze
 from nflow.nn.module import new_array
 from nflow.random import default_rng
 
@@ -11,29 +12,25 @@ class Squeeze(Flow):
     """C×H×W -> 4C×H/2×W/2 (RealNVP §3.6; Glow): each 2×2 spatial block becomes 4 channels.
 
     Channel order of the output: c·4 + 2·di + dj for input channel c and block offset (di, dj), i.e.
-    ``x.reshape(N, C, H/2, 2, W/2, 2).transpose(0, 1, 3, 5, 2, 4)`` as in Glow's ``squeeze2d``.
+    ``x.reshape(N, C, H/2, 2, W/2, 2).transpose(0, 1, 3, 5, 2, 4)`` as in Glow's ``squeeze2d``. One kernel pass
+    each way (``nflow/flows/squeeze_nodes.py``; the twin is ``kernels/reference/squeeze.py``).
     """
 
     FACTOR = 2
 
     def forward(self, x):
         check_input(x, "Squeeze", expected_ndim=4)
-        n, c, h, w = x.shape
+        h, w = x.shape[2:]
         if h % self.FACTOR or w % self.FACTOR:
             raise ValueError(f"Squeeze: spatial size must be even to fold 2x2 blocks into channels, "
                              f"got input of shape {x.shape} (H={h}, W={w})")
-        y = F.reshape(x, (n, c, h // 2, 2, w // 2, 2))
-        y = F.transpose(y, (0, 1, 3, 5, 2, 4))
-        return F.reshape(y, (n, c * 4, h // 2, w // 2)), zero_logdet(x)
+        return squeeze(x), zero_logdet(x)
 
     def inverse(self, y):
         check_input(y, "Squeeze.inverse", expected_ndim=4)
-        n, c4, h, w = y.shape
-        if c4 % 4:
+        if y.shape[1] % 4:
             raise ValueError(f"Squeeze.inverse: channels must be a multiple of 4, got input of shape {y.shape}")
-        x = F.reshape(y, (n, c4 // 4, 2, 2, h, w))
-        x = F.transpose(x, (0, 1, 4, 2, 5, 3))
-        return F.reshape(x, (n, c4 // 4, h * 2, w * 2)), zero_logdet(y)
+        return unsqueeze(y), zero_logdet(y)
 
 
 class _ChannelPermutation(Flow):
