@@ -7,6 +7,9 @@ are computed in float64 whatever the model's dtype, and the inverse weight is ca
 
 LU form (eq. 10): W = P · L · (U + diag(sign(s) · exp(log|s|))), P fixed, L unit lower triangular,
 U strictly upper, sign(s) fixed, log|s| learned; then log|det W| = Σ log|s|, O(C) instead of O(C³).
+
+Both maps run through the graph nodes of ``nflow/flows/invconv_nodes.py``: the LU weight is built by one node
+(kernel family ``"lu"``) and the 1x1 map is one node (family ``"invconv"``) working on NCHW arrays directly.
 """
 import numpy as np
 
@@ -14,6 +17,7 @@ import nflow.functional as F
 from nflow.backend import get_array_module
 from nflow.flows.base import Flow, check_input, zero_logdet
 from nflow.flows.functions import logabsdet, matrix_inverse
+from nflow.flows.invconv_nodes import invconv, lu_weight
 from nflow.flows.lu import lu_decompose
 from nflow.nn.module import Parameter, new_array
 from nflow.random import default_rng
@@ -51,12 +55,9 @@ class InvConv1x1(Flow):
         """W as a Tensor in the graph (for LU: built from P, L, U, sign(s), log|s|)."""
         if not self.lu:
             return self.weight
-        xp = get_array_module(self.lower.data)
-        eye = Tensor(xp.eye(self.channels, dtype=self.lower.dtype))
-        mask = Tensor(self.lower_mask)
-        lower = self.lower * mask + eye
-        upper = self.upper * Tensor(mask.data.T) + eye * (Tensor(self.sign_s) * F.exp(self.log_s))
-        return Tensor(self.permutation) @ (lower @ upper)
+        # The node masks lower/upper to their strict triangles itself; the ``lower_mask`` buffer is no longer
+        # read but stays registered, so state dicts keep their keys (old checkpoints load, new ones load in old code).
+        return lu_weight(self.permutation, self.lower, self.upper, self.sign_s, self.log_s)
 
     def log_abs_det(self):
         """log|det W| (a 0-d Tensor): Σ log|s| for LU, float64 slogdet otherwise."""
@@ -77,14 +78,14 @@ class InvConv1x1(Flow):
     def forward(self, x):
         self._check(x)
         w = self.weight_matrix()
-        y = F.conv2d(x, F.reshape(w, (self.channels, self.channels, 1, 1)))
+        y = invconv(x, w)
         logdet = self.log_abs_det() * float(x.shape[2] * x.shape[3])
         return y, logdet + zero_logdet(x)
 
     def inverse(self, y):
         self._check(y)
         w_inv = self._inverse_weight(self.weight_matrix())
-        x = F.conv2d(y, F.reshape(w_inv, (self.channels, self.channels, 1, 1)))
+        x = invconv(y, w_inv)
         logdet = self.log_abs_det() * float(-y.shape[2] * y.shape[3])
         return x, logdet + zero_logdet(y)
 
