@@ -75,7 +75,7 @@ def time_pieces(x, wt, gy, repeats):
     n, c, h, w = x.shape
     c_out, _, k, _ = wt.shape
     xv, gyv = x.transpose(1, 0, 2, 3), gy.transpose(1, 0, 2, 3)  # channel-major views, no copy
-    if unfolds_output(c, c_out, k):
+    if unfolds_output(c, c_out, k, backward_follows=True):  # the side a training step uses
         wf = flipped_kernel_matrix(wt)
         x_cm = channel_major(x).reshape(c, -1)
         z = wf @ x_cm
@@ -203,7 +203,7 @@ def main(argv=None):
     for label, c_in, c_out, k in CASES:
         x, wt, b, gy = make_inputs(sizes["n"], c_in, c_out, sizes["h"], sizes["w"], k)
         references = [("first layout (GEMM per sample, tensordot dW)", per_sample_conv)]
-        if unfolds_output(c_in, c_out, k):
+        if unfolds_output(c_in, c_out, k, backward_follows=True):
             references.append(("input side unfolded (channel-major)", input_side_conv))
         # correctness before timing: nflow and every reference layout agree on y, dW and dx
         tx, tw = nflow.Tensor(x, requires_grad=True), nflow.Tensor(wt, requires_grad=True)
@@ -223,7 +223,7 @@ def main(argv=None):
                     f"{mark}{seconds / roofline:.2f}×{mark}", f"{work / seconds / 1e9:.0f}"]
 
         fwd, bwd = time_nflow(x, wt, b, gy, repeats)
-        side = "output" if unfolds_output(c_in, c_out, k) else "input"
+        side = "output" if unfolds_output(c_in, c_out, k, backward_follows=True) else "input"
         rows.append(row(f"{label} ({3 * flops / 1e9:.2f} GFLOP fwd+bwd)", f"nflow conv2d ({side} side), forward",
                         fwd, roof_f, flops))
         rows.append(row("", "nflow conv2d, backward", bwd, roof_b, 2 * flops))

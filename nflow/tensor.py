@@ -305,12 +305,13 @@ class Function:
         if len(xs) > 1:
             get_array_module(*xs)  # raises on a NumPy/CuPy mix, naming no op yet
         self.validate(*xs)
+        # known before forward runs, so an op can pick a cheaper forward when no backward will follow
+        needs_grad = self.records_graph = _grad_enabled and any(x.requires_grad for x in inputs)
         ys = self.forward(*xs)
         single = not isinstance(ys, tuple)
         ys = (ys,) if single else ys
         # NumPy turns 0-d results into scalars (np.float32); keep everything an array.
         ys = tuple(np.asarray(y) if isinstance(y, np.generic) else y for y in ys)
-        needs_grad = _grad_enabled and any(x.requires_grad for x in inputs)
         outputs = tuple(Tensor(y, requires_grad=needs_grad) for y in ys)
         if needs_grad:
             self.generation = max((x.creator.generation for x in inputs if x.creator is not None), default=0) + 1

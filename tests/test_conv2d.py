@@ -161,6 +161,26 @@ def test_channel_major_layout_reads_strided_views():
         np.testing.assert_allclose(y.data.transpose(1, 0, 2, 3), conv_reference(x, wt, b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("c", [1, 3])
+def test_equal_channels_unfold_by_what_follows(c):
+    """With C_in = C_out, a forward alone unfolds the input side and a forward that backward follows the output
+    side; both must be the same convolution."""
+    from nflow.ops.conv import unfolds_output
+    assert not unfolds_output(c, c, 3) and unfolds_output(c, c, 3, backward_follows=True)
+    assert not unfolds_output(c, c, 1, backward_follows=True)  # nothing to unfold for k = 1
+    x, wt, b, gy = _draw(2, c, c, 4, 5, 3, seed=14)
+    with nflow.no_grad():
+        y_alone = F.conv2d(Tensor(x), Tensor(wt), Tensor(b)).data
+    tx = Tensor(x.copy(), requires_grad=True)
+    y_train = F.conv2d(tx, Tensor(wt), Tensor(b))
+    assert y_train.creator.output_side and y_train.creator.records_graph
+    want = conv_reference(x, wt, b)
+    np.testing.assert_allclose(y_alone, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y_train.data, want, rtol=1e-12, atol=1e-12)
+    y_train.backward(gy)
+    np.testing.assert_allclose(tx.grad, conv_reference_grads(x, wt, gy)[0], rtol=1e-12, atol=1e-12)
+
+
 def test_float32_agrees_with_float64_to_float32_rounding():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 6, 5))

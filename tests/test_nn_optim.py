@@ -133,7 +133,7 @@ def test_linear_and_conv2d_shapes_and_errors():
     conv = Conv2d(3, 6, kernel_size=3)
     assert conv.weight.shape == (6, 3, 3, 3) and conv.bias.shape == (6,)
     assert conv(zeros(2, 3, 5, 4)).shape == (2, 6, 5, 4)
-    with pytest.raises(ValueError, match=r"Conv2d\(3, 6, k=3\): expected input \(N, 3, H, W\), got shape \(2, 4, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 6, k=3\): expected input \(N, 3, H, W\) \(NCHW\), got shape \(2, 4, 5, 5\)"):
         conv(zeros(2, 4, 5, 5))
     with pytest.raises(ValueError, match=r"got shape \(3, 5, 5\)"):
         conv(zeros(3, 5, 5))

@@ -1,6 +1,12 @@
 """im2col and col2im as Numba kernels: the CPU twin of ``kernels/reference/conv.py`` (channel-major layout
 (C, N, H, W) of ``nflow/ops/conv.py``).
 
+Not dispatched: measured against the NumPy twin at Glow's and RealNVP's sizes (``python -m benchmarks.kernels``),
+these loops lose (im2col 1.5-2.6x slower; col2im within ±15%): NumPy's pad + k² strided block copies run at
+memcpy speed, while the loops here move one image row (14-28 elements) at a time. ``kernels/dispatch.py``
+therefore runs the twin on the ``numba`` backend; the kernels stay as the loop form of the same arithmetic,
+tested against the twin, and as the baseline of that benchmark.
+
     im2col:  cols[(c, i, j), (n, h, w)] = x[c, n, h + i - p, w + j - p]   (0 outside the image; p = k // 2)
     col2im:  x[c, n, h', w'] = Σ_{i, j} cols[(c, i, j), (n, h' - i + p, w' - j + p)]   (its adjoint)
 

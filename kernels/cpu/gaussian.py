@@ -90,7 +90,7 @@ def _check_z(z):
     if z.dtype not in (np.float32, np.float64):
         raise TypeError(f"gaussian kernel: needs float32 or float64 arrays, got {z.dtype}")
     if z.ndim < 1:
-        raise ValueError(f"gaussian kernel: z must be (N, ...), got a 0-d array")
+        raise ValueError("gaussian kernel: z must be (N, ...), got a 0-d array")
 
 
 def _per_sample(g, z):
