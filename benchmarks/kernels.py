@@ -3,10 +3,10 @@
     python -m benchmarks.kernels [--quick] [--dtype float32|float64] [--markdown]
 
 For every kernel function (affine coupling in Glow's sigmoid form and RealNVP's exp form, ActNorm, the
-Gaussian prior, im2col/col2im) at two sizes, N=64, C=16, 14×14 (Glow's first level on 28×28 MNIST after a
-squeeze, as the issue asks) and a larger N=64, C=64, 28×28 (12.8 MB per float32 array, past the 1 MB L2 of a
-core): the median time of the NumPy twin and of the Numba kernel (built serial: ``kernels/cpu/__init__.py``), and
-the kernel's achieved bandwidth = bytes its arrays must move (each input read once, each output written once;
+Gaussian prior, the bias + ReLU conv epilogue, im2col/col2im) at two sizes, N=64, C=16, 14×14 (Glow's first
+level on 28×28 MNIST after a squeeze, as the issue asks) and a larger N=64, C=64, 28×28 (12.8 MB per float32
+array, past the 1 MB L2 of a core): the median time of the NumPy twin and of the Numba kernel (built serial:
+``kernels/cpu/__init__.py``), and the kernel's achieved bandwidth = bytes its arrays must move (each input read once, each output written once;
 the per-sample and per-channel vectors are negligible and not counted) ÷ time. The reference bandwidth is a
 STREAM triad measured in the same run by ``benchmarks.machine.triad_gbps`` (one fused Numba pass over both
 cores on 256 MiB arrays; a local copy of the same loop if that module is missing). Twin and kernel are timed
@@ -25,11 +25,13 @@ import time
 import numpy as np
 
 from nflow.kernels.cpu import actnorm as cpu_actnorm
+from nflow.kernels.cpu import bias_relu as cpu_bias_relu
 from nflow.kernels.cpu import affine_coupling as cpu_affine
 from nflow.kernels.cpu import conv as cpu_conv
 from nflow.kernels.cpu import gaussian as cpu_gaussian
 from nflow.kernels.reference import actnorm as ref_actnorm
 from nflow.kernels.reference import affine_coupling as ref_affine
+from nflow.kernels.reference import bias_relu as ref_bias_relu
 from nflow.kernels.reference import conv as ref_conv
 from nflow.kernels.reference import gaussian as ref_gaussian
 
@@ -67,6 +69,8 @@ def cases(shape, dtype, rng):
     bias, log_s = (0.1 * rng.standard_normal(shape[1])).astype(dtype), (0.1 * rng.standard_normal(shape[1])).astype(dtype)
     log_std = (0.1 * t).astype(dtype)
     cols = ref_conv.im2col(x, 3)
+    z = x.copy().reshape(shape[1], -1)  # bias-relu works in place on a (C, N·H·W) matrix: its own copy
+    y_relu = np.maximum(z, 0)
     a = x.nbytes  # bytes of one full-size array
     out = []
     for form in ("sigmoid", "exp"):
@@ -89,6 +93,9 @@ def cases(shape, dtype, rng):
         ("gaussian log_prob_backward", lambda m: m.log_prob_backward(x, h, log_std, glogdet),
          (cpu_gaussian, ref_gaussian), 6 * a),
         ("gaussian standard_log_prob", lambda m: m.standard_log_prob(x), (cpu_gaussian, ref_gaussian), a),
+        ("bias+relu forward (in place)", lambda m: m.forward(z, bias), (cpu_bias_relu, ref_bias_relu), 2 * a),
+        ("bias+relu backward", lambda m: m.backward(y_relu, g.reshape(z.shape)), (cpu_bias_relu, ref_bias_relu),
+         3 * a),
         ("im2col 3x3 (channel-major)", lambda m: m.im2col(x, 3), (cpu_conv, ref_conv), 10 * a),
         ("col2im 3x3 (channel-major)", lambda m: m.col2im(cols, shape, 3), (cpu_conv, ref_conv), 10 * a),
     ]

@@ -751,16 +751,6 @@ def report(results, command, quick, info, extra=(), sources=()):
                 parts.append(f"- {p['workload']} {op}: data movement (im2col, col2im, padding, copies) {move:.0%}, "
                              f"calls holding the GEMMs {gemm:.0%}, everything else {1 - move - gemm:.0%} "
                              f"(of {prof['wall']:.2f} s)")
-        glow = [profile_shares(prof)[0] for p in results["profiles"] if p["workload"] == "glow-mnist"
-                for prof in p["ops"].values()]
-        if glow and max(glow) > 0.25:
-            parts += ["", "Reading: in the convolutional models about half of nflow's time is data movement around "
-                      "the GEMMs, which PyTorch's direct (oneDNN) convolutions do not pay; the GEMMs themselves run "
-                      "per sample on (C_in·9) × H·W panels with H·W = 196 or 49 columns, short for a GEMM kernel. "
-                      "Next steps, in the order the profile suggests: write im2col straight from the unpadded input "
-                      "(no `np.pad` copy, no `ascontiguousarray`), keep the forward's columns for the weight "
-                      "gradient instead of rebuilding them in backward (a memory-for-time trade to state), a "
-                      "fused Numba col2im, and one GEMM over all N·H·W columns instead of N small ones."]
         parts.append("")
     for p in results.get("profiles", []):
         for op, prof in p["ops"].items():

@@ -12,6 +12,12 @@ does not pay, so they are built serial:
   threads in the GEMMs that follow each kernel in a training step;
 - a parallel build doubles Numba's compile time (8.9 s against 4.3 s for the coupling forward).
 
+Measured again on a quiet machine (load < 0.5, 2026-11-22 11:30 UTC): a parallel build runs the coupling
+kernels 1.5-1.9x faster alone (``python -m benchmarks.kernels``, last table), but inside a Glow training step
+(batch 64, 2 threads) the step took 1.63 s against 0.73 s serial with the default spin-waiting OpenMP workers,
+0.91 s with Numba's ``workqueue`` layer, and 0.70 s only with ``OMP_WAIT_POLICY=passive`` set before start, a
+process-wide setting a library should not impose. Serial stays the default.
+
 Flipping ``PARALLEL`` needs the on-disk cache cleared (``kernels/cpu/__pycache__``): Numba's cache is keyed on
 each kernel's own source file, not on this flag.
 """
