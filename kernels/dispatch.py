@@ -5,7 +5,7 @@ Every family has one module per implementation, all exposing the same functions 
 - ``affine_coupling``, ``actnorm``: ``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``;
 - ``gaussian``: ``log_prob``, ``log_prob_backward``, ``standard_log_prob``, ``standard_log_prob_backward``;
 - ``conv``: ``im2col``, ``col2im``;
-- ``additive_coupling``, ``squeeze``, ``invconv``, ``lu``, ``bias_relu``: see each family's NumPy twin in
+- ``additive_coupling``, ``squeeze``, ``invconv``, ``lu``, ``bias_relu``, ``adam``: see each family's NumPy twin in
   ``kernels/reference``.
 
 The table below is the only place that decides. It holds module *names*, imported on first use: the CUDA
@@ -35,6 +35,7 @@ _TABLE = {
     "invconv": {"numpy": _REFERENCE + "invconv", "numba": _CPU + "invconv", "cupy": _CUDA + "invconv"},
     "lu": {"numpy": _REFERENCE + "lu", "numba": _CPU + "lu", "cupy": _CUDA + "lu"},
     "bias_relu": {"numpy": _REFERENCE + "bias_relu", "numba": _CPU + "bias_relu", "cupy": _CUDA + "bias_relu"},
+    "adam": {"numpy": _REFERENCE + "adam", "numba": _CPU + "adam", "cupy": _CUDA + "adam"},
 }
 
 FAMILIES = tuple(_TABLE)

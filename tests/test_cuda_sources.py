@@ -15,6 +15,7 @@ KERNELS = {  # the extern "C" entry points each wrapper launches
     "affine_coupling.cu": ["affine_coupling_map", "affine_coupling_forward_backward",
                            "affine_coupling_inverse_backward"],
     "actnorm.cu": ["actnorm_map", "actnorm_backward"],
+    "adam.cu": ["adam_update"],
     "bias_relu.cu": ["bias_relu_forward", "bias_relu_backward"],
     "additive_coupling.cu": ["additive_coupling_map", "additive_coupling_block"],
     "squeeze.cu": ["squeeze_forward", "squeeze_inverse"],
