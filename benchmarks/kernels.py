@@ -1,15 +1,16 @@
 """Issue 4: each hand-written Numba kernel against its NumPy twin, and against this machine's memory bandwidth.
 
-    python -m benchmarks.kernels [--quick] [--dtype float32|float64] [--markdown]
+    python -m benchmarks.kernels [--quick] [--dtype float32|float64]
 
 For every kernel function (affine coupling in Glow's sigmoid form and RealNVP's exp form, ActNorm, the
-Gaussian prior, the bias + ReLU conv epilogue, im2col/col2im) at two sizes, N=64, C=16, 14×14 (Glow's first
-level on 28×28 MNIST after a squeeze, as the issue asks) and a larger N=64, C=64, 28×28 (12.8 MB per float32
-array, past the 1 MB L2 of a core): the median time of the NumPy twin and of the Numba kernel (built serial:
-``kernels/cpu/__init__.py``), and the kernel's achieved bandwidth = bytes its arrays must move (each input read once, each output written once;
-the per-sample and per-channel vectors are negligible and not counted) ÷ time. The reference bandwidth is a
-STREAM triad measured in the same run by ``benchmarks.machine.triad_gbps`` (one fused Numba pass over both
-cores on 256 MiB arrays; a local copy of the same loop if that module is missing). Twin and kernel are timed
+Gaussian prior, the bias + ReLU conv epilogue, Adam's update, im2col/col2im) at two sizes, N=64, C=16, 14×14
+(Glow's first level on 28×28 MNIST after a squeeze, as the issue asks) and a larger N=64, C=64, 28×28 (12.8 MB
+per float32 array, past the 1 MB L2 of a core): the median time of the NumPy twin and of the Numba kernel
+(built serial: ``kernels/cpu/__init__.py``), and the kernel's achieved bandwidth = bytes its arrays must move
+(each input read once, each output written once; the per-sample and per-channel vectors are negligible and
+not counted) ÷ time. The reference bandwidth is a STREAM triad measured in the same run by
+``benchmarks.machine.triad_gbps`` (one fused Numba pass over both cores on 256 MiB arrays; a local copy of the
+same loop if that module is missing). Twin and kernel are timed
 alternately, round by round, so a load change on this shared machine hits both.
 
 A last table compiles a ``parallel=True`` build of the coupling kernels (same source, ``prange`` over the batch)
@@ -25,11 +26,13 @@ import time
 import numpy as np
 
 from nflow.kernels.cpu import actnorm as cpu_actnorm
+from nflow.kernels.cpu import adam as cpu_adam
 from nflow.kernels.cpu import bias_relu as cpu_bias_relu
 from nflow.kernels.cpu import affine_coupling as cpu_affine
 from nflow.kernels.cpu import conv as cpu_conv
 from nflow.kernels.cpu import gaussian as cpu_gaussian
 from nflow.kernels.reference import actnorm as ref_actnorm
+from nflow.kernels.reference import adam as ref_adam
 from nflow.kernels.reference import affine_coupling as ref_affine
 from nflow.kernels.reference import bias_relu as ref_bias_relu
 from nflow.kernels.reference import conv as ref_conv
@@ -71,6 +74,8 @@ def cases(shape, dtype, rng):
     cols = ref_conv.im2col(x, 3)
     z = x.copy().reshape(shape[1], -1)  # bias-relu works in place on a (C, N·H·W) matrix: its own copy
     y_relu = np.maximum(z, 0)
+    theta, m_adam, v_adam = x.copy(), 0.1 * h, np.abs(0.01 * t)  # Adam updates these in place: their own arrays
+    adam_scalars = dict(step_size=1e-3 / 0.1, beta1=0.9, beta2=0.999, eps=1e-8, bias2=1e-3)
     a = x.nbytes  # bytes of one full-size array
     out = []
     for form in ("sigmoid", "exp"):
@@ -96,6 +101,8 @@ def cases(shape, dtype, rng):
         ("bias+relu forward (in place)", lambda m: m.forward(z, bias), (cpu_bias_relu, ref_bias_relu), 2 * a),
         ("bias+relu backward", lambda m: m.backward(y_relu, g.reshape(z.shape)), (cpu_bias_relu, ref_bias_relu),
          3 * a),
+        ("adam update (one parameter)", lambda m: m.update(theta, g, m_adam, v_adam, **adam_scalars),
+         (cpu_adam, ref_adam), 7 * a),
         ("im2col 3x3 (channel-major)", lambda m: m.im2col(x, 3), (cpu_conv, ref_conv), 10 * a),
         ("col2im 3x3 (channel-major)", lambda m: m.col2im(cols, shape, 3), (cpu_conv, ref_conv), 10 * a),
     ]
