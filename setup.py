@@ -2,7 +2,7 @@
 
 The hand-written kernels live in the top-level folder ``kernels/`` of the source tree but install as the
 subpackage ``nflow.kernels`` (``package_dir``), so no generic top-level name ``kernels`` lands in
-site-packages; the CUDA sources (``*.cu``) travel as package data.
+site-packages; the CUDA sources (``*.cu``, ``*.cuh``) travel as package data.
 """
 from setuptools import find_packages, setup
 
@@ -18,7 +18,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["nflow", "nflow.*"]) + KERNEL_PACKAGES,
     package_dir={"nflow.kernels": "kernels"},
-    package_data={"nflow.kernels.cuda": ["*.cu"]},
+    package_data={"nflow.kernels.cuda": ["*.cu", "*.cuh"]},
     install_requires=["numpy>=1.24", "numba>=0.59"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],

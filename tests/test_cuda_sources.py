@@ -28,6 +28,14 @@ def test_every_source_is_listed():
     assert loader.sources() == sorted(KERNELS)
 
 
+def test_shared_header_is_inlined_once():
+    """block_reduce.cuh is written once and pasted into each source that includes it (no include path needed)."""
+    for filename in ("affine_coupling.cu", "actnorm.cu", "bias_relu.cu", "invconv.cu"):
+        text = loader.source(filename, np.float32)
+        assert '#include "' not in text
+        assert text.count("real_t block_sum(") == 1, filename
+
+
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on the PATH")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float", "double"])
 @pytest.mark.parametrize("filename", sorted(KERNELS))

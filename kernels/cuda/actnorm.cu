@@ -12,22 +12,7 @@
 // partial sums across the block (warp shuffles, then shared memory) and thread 0 adds them to db[c], dlog_s[c]
 // with atomicAdd (both zeroed by the host first).
 
-#define WARP 32
-#define MAX_WARPS 32
-
-__device__ __forceinline__ real_t block_sum(real_t v, real_t* warp_sums) {
-    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    __syncthreads();  // warp_sums may still be read by a previous call
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    int n_warps = (blockDim.x + WARP - 1) / WARP;
-    v = threadIdx.x < n_warps ? warp_sums[threadIdx.x] : (real_t)0;
-    if (warp == 0) {
-        for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
+#include "block_reduce.cuh"
 
 // sign = +1: y = (x + b) * exp(log_s);  sign = -1: y = x * exp(-log_s) - b
 extern "C" __global__ void actnorm_map(const real_t* __restrict__ x, const real_t* __restrict__ bias,

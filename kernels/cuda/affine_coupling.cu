@@ -19,8 +19,7 @@
 
 #define SIGMOID_SHIFT 2.0   // sigmoid(h + 2): identity-like start for a zero-initialised network
 #define FORM_EXP 1
-#define WARP 32
-#define MAX_WARPS 32        // blocks of at most 1024 threads
+#include "block_reduce.cuh"
 
 __device__ __forceinline__ void log_scale(real_t hv, int form, real_t* s, real_t* inv_s, real_t* log_s,
                                           real_t* dlog_s) {
@@ -40,21 +39,6 @@ __device__ __forceinline__ void log_scale(real_t hv, int form, real_t* s, real_t
     *dlog_s = (real_t)1 - *s;
 }
 
-// Sum of v over the block; the result is valid in thread 0.
-__device__ __forceinline__ real_t block_sum(real_t v) {
-    __shared__ real_t warp_sums[MAX_WARPS];
-    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    int n_warps = (blockDim.x + WARP - 1) / WARP;
-    v = threadIdx.x < n_warps ? warp_sums[threadIdx.x] : (real_t)0;
-    if (warp == 0) {
-        for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
-
 // sign = +1: y = x * s + t and logdet += sum log s (forward); sign = -1: y = (x - t) / s, logdet -= ... (inverse)
 extern "C" __global__ void affine_coupling_map(const real_t* __restrict__ x, const real_t* __restrict__ h,
                                                const real_t* __restrict__ t, real_t* __restrict__ y,
@@ -68,7 +52,8 @@ extern "C" __global__ void affine_coupling_map(const real_t* __restrict__ x, con
         y[base + j] = sign > 0 ? x[base + j] * s + t[base + j] : (x[base + j] - t[base + j]) * inv_s;
         partial += log_s;
     }
-    real_t total = block_sum(partial);
+    __shared__ real_t warp_sums[MAX_WARPS];
+    real_t total = block_sum(partial, warp_sums);
     if (threadIdx.x == 0) atomicAdd(&logdet[n], sign > 0 ? total : -total);
 }
 

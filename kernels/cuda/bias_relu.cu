@@ -10,23 +10,7 @@
 // shuffles, then one shared-memory slot per warp) and thread 0 adds it to gb[c] with one atomicAdd (gb is
 // zeroed by the host first), so the order of the sum is not fixed from run to run.
 
-#define WARP 32
-#define MAX_WARPS 32        // blocks of at most 1024 threads
-
-// Sum of v over the block; the result is valid in thread 0.
-__device__ __forceinline__ real_t block_sum(real_t v) {
-    __shared__ real_t warp_sums[MAX_WARPS];
-    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    int n_warps = (blockDim.x + WARP - 1) / WARP;
-    v = threadIdx.x < n_warps ? warp_sums[threadIdx.x] : (real_t)0;
-    if (warp == 0) {
-        for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
+#include "block_reduce.cuh"
 
 extern "C" __global__ void bias_relu_forward(real_t* __restrict__ z, const real_t* __restrict__ b, long long m,
                                              long long size) {
@@ -46,6 +30,7 @@ extern "C" __global__ void bias_relu_backward(const real_t* __restrict__ y, cons
         g[base + j] = v;
         partial += v;
     }
-    real_t total = block_sum(partial);
+    __shared__ real_t warp_sums[MAX_WARPS];
+    real_t total = block_sum(partial, warp_sums);
     if (threadIdx.x == 0) atomicAdd(&gb[blockIdx.y], total);
 }

@@ -17,23 +17,7 @@
 // then reduce across the block (warp shuffles, then one shared-memory slot per warp). No atomics: the
 // summation order is fixed, results are the same from run to run.
 
-#define WARP 32
-#define MAX_WARPS 32        // blocks of at most 1024 threads
-
-// Sum of v over the block; the result is valid in thread 0 (as in affine_coupling.cu).
-__device__ __forceinline__ real_t block_sum(real_t v) {
-    __shared__ real_t warp_sums[MAX_WARPS];
-    for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    int n_warps = (blockDim.x + WARP - 1) / WARP;
-    v = threadIdx.x < n_warps ? warp_sums[threadIdx.x] : (real_t)0;
-    if (warp == 0) {
-        for (int offset = WARP / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
+#include "block_reduce.cuh"
 
 extern "C" __global__ void invconv_map(const real_t* __restrict__ x, const real_t* __restrict__ w,
                                        real_t* __restrict__ y, int c, long long pixels, long long size,
@@ -67,6 +51,7 @@ extern "C" __global__ void invconv_weight_grad(const real_t* __restrict__ x, con
         long long n = k / pixels, p = k % pixels;
         partial += gy[(n * c + o) * pixels + p] * x[(n * c + i) * pixels + p];
     }
-    real_t total = block_sum(partial);
+    __shared__ real_t warp_sums[MAX_WARPS];
+    real_t total = block_sum(partial, warp_sums);
     if (threadIdx.x == 0) gw[o * c + i] = total;
 }

@@ -1,9 +1,10 @@
 """Reading, specialising and compiling the ``.cu`` sources of this folder; CuPy is imported only here, lazily.
 
-A source is written once for a type ``real_t``; :func:`source` puts ``#define real_t float`` (or ``double``) in
-front of the file's text, and :func:`function` compiles that with ``cupy.RawModule`` (NVRTC) the first time a
-(file, dtype) pair is asked for and keeps the module: every later launch reuses it. The tests compile the same
-text with ``nvcc --ptx`` (tests/test_cuda_sources.py), so a syntax or type error shows without a GPU.
+A source is written once for a type ``real_t``; :func:`source` inlines the folder's headers it includes
+(``block_reduce.cuh``) and puts ``#define real_t float`` (or ``double``) in front of the file's text, and
+:func:`function` compiles that with ``cupy.RawModule`` (NVRTC) the first time a (file, dtype) pair is asked
+for and keeps the module: every later launch reuses it. The tests compile the same text with ``nvcc --ptx``
+(tests/test_cuda_sources.py), so a syntax or type error shows without a GPU.
 """
 import functools
 from importlib import resources
@@ -20,13 +21,29 @@ def sources():
     return sorted(p.name for p in resources.files(__package__).iterdir() if p.name.endswith(".cu"))
 
 
+def _read(filename):
+    return (resources.files(__package__) / filename).read_text(encoding="utf-8")
+
+
+def _inline_includes(text):
+    """Replace each ``#include "X.cuh"`` line naming a header of this folder with that header's text (one level):
+    the shared device code (``block_reduce.cuh``) is written once, and NVRTC needs no include path."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith('#include "') and stripped.endswith('.cuh"'):
+            lines.append(_read(stripped[len('#include "'):-1]))
+        else:
+            lines.append(line)
+    return "".join(lines)
+
+
 def source(filename, dtype):
-    """The text of ``filename`` with ``real_t`` defined as the C type of ``dtype``."""
+    """The text of ``filename``, its headers inlined, with ``real_t`` defined as the C type of ``dtype``."""
     dtype = np.dtype(dtype)
     if dtype not in CTYPES:
         raise TypeError(f"CUDA kernel {filename}: needs float32 or float64 arrays, got {dtype}")
-    text = (resources.files(__package__) / filename).read_text(encoding="utf-8")
-    return f"#define real_t {CTYPES[dtype]}\n" + text
+    return f"#define real_t {CTYPES[dtype]}\n" + _inline_includes(_read(filename))
 
 
 @functools.lru_cache(maxsize=None)
