@@ -1,10 +1,10 @@
 """Issue 4, profile follow-up: a 3×3 convolution with many input and few output channels, unfolded on its
-small side. A proposal for ``nflow/ops/conv.py`` (not wired in: that file has another owner), measured here.
+small side. The measurement behind ``nflow/ops/conv.py``'s rule (adopted there: ``unfolds_output``).
 
     python -m benchmarks.conv_small_side [--quick]
 
 Glow's ZeroConv (the last layer of every coupling network) maps C_in = 256 hidden channels to C_out = 4 (level 1)
-or 16 (level 2) with a 3×3 kernel. ``nflow/ops/conv.py`` unfolds the *input* (im2col): a (9·C_in, N·H·W)
+or 16 (level 2) with a 3×3 kernel. Unfolding the *input* (im2col, the engine's first rule) gives: a (9·C_in, N·H·W)
 buffer, 9 × the input, 116 MB at N=64, 14×14, written in forward and again in backward (dW), plus the
 (9·C_in, N·H·W) input gradient before col2im. Unfolding the *output* side instead touches 9·C_out rows:
 
@@ -18,7 +18,8 @@ flip(W)[o, c, i, j] = W[o, c, k-1-i, k-1-j]: with it, Σ_ij Z_ij shifted by (i -
 "shift by (p - i, p - j)" convention. Same FLOPs as the input-side unfolding; far less memory traffic. The rule
 for the engine: unfold the side with fewer channels (input if C_in ≤ C_out, else output).
 
-Checked against ``nflow.ops.conv.Conv2d`` (values and all gradients) before anything is timed.
+Both sides are checked against the engine, ``nflow.ops.conv.Conv2d`` (values and all gradients), before
+anything is timed.
 """
 import argparse
 import os
@@ -49,9 +50,22 @@ def output_side(x, w, gy):
 
 
 def input_side(x, w, gy):
-    """The engine's current path, ``nflow.ops.conv.Conv2d`` forward + backward."""
+    """Forward and backward of conv2d(x, w) unfolding the input side; returns (y, dx, dw)."""
+    n, c_in, h, wd = x.shape
+    c_out, _, k, _ = w.shape
+    wmat = w.reshape(c_out, c_in * k * k)
+    cols = im2col(x.transpose(1, 0, 2, 3), k)                 # (9·C_in, N·H·W)
+    y = batch_major((wmat @ cols).reshape(c_out, n, h, wd))
+    g = channel_major(gy).reshape(c_out, -1)
+    dw = (g @ im2col(x.transpose(1, 0, 2, 3), k).T).reshape(w.shape)  # rebuilt, as the engine does
+    dx = batch_major(col2im(wmat.T @ g, (c_in, n, h, wd), k))
+    return y, dx, dw
+
+
+def engine(x, w, gy):
+    """``nflow.ops.conv.Conv2d`` forward + backward: the reference both sides are checked against."""
     op = Conv2d()
-    op.needs_input_grad = (True, True)
+    op.records_graph, op.needs_input_grad = True, (True, True)
     y = op.forward(x, w)
     dx, dw = op.backward(gy)
     return y, dx, dw
@@ -67,14 +81,16 @@ def main(argv=None):
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}; "
           f"load average {os.getloadavg()[0]:.2f}; float32; forward + backward (dx, dW); median of {repeats} "
           "alternating rounds\n")
-    print("| case | input side (ops/conv.py) ms | output side ms | speed-up |\n|---|---|---|---|")
+    print("| case | input side ms | output side ms | speed-up |\n|---|---|---|---|")
     for name, (n, c_in, c_out, size) in CASES.items():
         x = rng.standard_normal((n, c_in, size, size)).astype(np.float32)
         w = (0.05 * rng.standard_normal((c_out, c_in, 3, 3))).astype(np.float32)
         gy = rng.standard_normal((n, c_out, size, size)).astype(np.float32)
-        ref, new = input_side(x, w, gy), output_side(x, w, gy)
-        for a, b, what in zip(ref, new, ("y", "dx", "dw")):
-            np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-3 * float(np.abs(a).max()), err_msg=what)
+        ref = engine(x, w, gy)
+        for side in (input_side, output_side):
+            for a, b, what in zip(ref, side(x, w, gy), ("y", "dx", "dw")):
+                np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-3 * float(np.abs(a).max()),
+                                           err_msg=f"{side.__name__}: {what}")
         times = {"input": [], "output": []}
         for _ in range(repeats):
             for label, fn in (("input", input_side), ("output", output_side)):

@@ -72,10 +72,13 @@ class Recorder:  # a meta-path finder that notes every attempt to import cupy an
 sys.meta_path.insert(0, Recorder())
 import nflow                      # nflow.backend probes for CuPy once, inside a guarded import: allowed
 del attempts[:]
+import importlib
+import nflow.flows, nflow.models  # every layer and its graph-node module
 import nflow.kernels.dispatch as dispatch
-import nflow.kernels.cuda.affine_coupling, nflow.kernels.cuda.actnorm, nflow.kernels.cuda.loader
-for family in dispatch.FAMILIES:
-    dispatch.kernel(family, "numpy"), dispatch.kernel(family, "numba")
+import nflow.kernels.cuda.loader
+for family in dispatch.FAMILIES:  # every implementation of every family, the CUDA wrappers included
+    for backend in ("numpy", "numba", "cupy"):
+        importlib.import_module(dispatch.module_name(family, backend))
 assert not attempts, f"cupy import attempted: {attempts}"
 """
 
