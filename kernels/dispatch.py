@@ -3,8 +3,8 @@
 Every family has one module per implementation, all exposing the same functions with the same signatures:
 
 - ``affine_coupling``, ``actnorm``: ``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``;
-- ``gaussian``: ``log_prob``, ``log_prob_backward``, ``standard_log_prob``, ``standard_log_prob_backward``;
-- ``conv``: ``im2col``, ``col2im``;
+- ``gaussian``: ``standard_log_prob``, ``standard_log_prob_backward``;
+- ``conv``: ``im2col``, ``col2im`` (the NumPy twin on every backend);
 - ``additive_coupling``, ``squeeze``, ``invconv``, ``lu``, ``bias_relu``, ``adam``: see each family's NumPy twin in
   ``kernels/reference``.
 
@@ -26,8 +26,8 @@ _TABLE = {
                         "cupy": _CUDA + "affine_coupling"},
     "actnorm": {"numpy": _REFERENCE + "actnorm", "numba": _CPU + "actnorm", "cupy": _CUDA + "actnorm"},
     "gaussian": {"numpy": _REFERENCE + "gaussian", "numba": _CPU + "gaussian", "cupy": _REFERENCE + "gaussian"},
-    # conv on numba runs the NumPy twin: NumPy's strided block copies beat the Numba loops of kernels/cpu/conv.py
-    # at every Glow/RealNVP size measured (im2col 1.5-2.6x, col2im within ±15%; benchmarks/RESULTS.md, "Kernels")
+    # conv runs the NumPy twin everywhere: NumPy's strided block copies beat hand-written Numba loops at every
+    # Glow/RealNVP size measured (im2col 1.5-2.6x, col2im within ±15%; benchmarks/RESULTS.md, "Kernels (issue 4)")
     "conv": {"numpy": _REFERENCE + "conv", "numba": _REFERENCE + "conv", "cupy": _REFERENCE + "conv"},
     "additive_coupling": {"numpy": _REFERENCE + "additive_coupling", "numba": _CPU + "additive_coupling",
                           "cupy": _CUDA + "additive_coupling"},
@@ -48,6 +48,6 @@ def module_name(family, backend=None):
     return _TABLE[family][backend or get_backend()]
 
 
-def kernel(family, backend=None):
+def kernel_module(family, backend=None):
     """The module implementing ``family`` on ``backend`` (default: the current one), imported on first use."""
     return importlib.import_module(module_name(family, backend))

@@ -20,26 +20,11 @@ import numpy as np
 
 import nflow.functional as F
 from nflow.backend import get_array_module
-from nflow.flows.base import FlowSequence
 from nflow.flows.priors import PRIORS
 from nflow.tensor import Tensor, no_grad
 
 DEFAULT_CHECKPOINT_EVERY = 8  # exact copies kept every M layers once drift is seen
 DRIFT_TOL = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-9}  # relative, at the model's input
-
-
-def flat_layers(flow):
-    """The leaf layers of a (possibly nested) FlowSequence, in forward order."""
-    if isinstance(flow, FlowSequence):
-        return [leaf for layer in flow.layers for leaf in flat_layers(layer)]
-    return [flow]
-
-
-def _stages(model):
-    """[(layers of the stage, whether half the channels leave after it)], preprocessing first."""
-    last = len(model.levels) - 1
-    return [(flat_layers(model.preprocess), False)] + [
-        (flat_layers(level), i < last) for i, level in enumerate(model.levels)]
 
 
 def _relative_drift(rebuilt, true):
@@ -48,26 +33,30 @@ def _relative_drift(rebuilt, true):
     return float(xp.abs(rebuilt - true).max()) / scale
 
 
+def _factor_in_arrays(layer, kept, latent):
+    """:meth:`Split.factor_in` on arrays, outside any graph."""
+    with no_grad():
+        return layer.factor_in(Tensor(kept), Tensor(latent)).data
+
+
 def forward_no_graph(model, x, checkpoint_every=None):
     """Sweep 1: latents, per-sample log-det total and exact copies of every M-th layer input (if asked)."""
     copies = {}
+
+    def keep_copy(index, h):
+        if checkpoint_every and index % checkpoint_every == 0:
+            copies[index] = h.data.copy()
+
     with no_grad():
-        h = model._as_input(x)
-        total = None
-        latents = []
-        index = 0
-        for layers, factor_out in _stages(model):
-            for layer in layers:
-                if checkpoint_every and index % checkpoint_every == 0:
-                    copies[index] = h.data.copy()
-                h, logdet = layer.forward(h)
-                total = logdet.data if total is None else total + logdet.data
-                index += 1
-            if factor_out:
-                h, z = F.split(h, 2, axis=1)
-                latents.append(z.data)
-        latents.append(h.data)
-    return latents, total, copies
+        latents, logdet = model.forward_latents(model.as_input(x), before_layer=keep_copy)
+    return [z.data for z in latents], logdet.data, copies
+
+
+def stored_nll_and_backward(model, x):
+    """The ordinary path, every activation stored: mean NLL (nats per sample), then one backward."""
+    loss = -F.mean(model.log_prob(x))
+    loss.backward()
+    return float(loss.data)
 
 
 def nll_and_backward(model, x, reversible=True, checkpoint_every=None, drift_tol=None):
@@ -77,16 +66,16 @@ def nll_and_backward(model, x, reversible=True, checkpoint_every=None, drift_tol
     ``loss`` (float), ``drift`` (relative error of the rebuilt input), ``checkpoint_every`` (as used).
     """
     if not reversible:
-        loss = -F.mean(model.log_prob(x))
-        loss.backward()
-        return {"loss": float(loss.data), "drift": 0.0, "checkpoint_every": None}
-    for layer in model.modules():
-        if type(layer).__name__ == "BatchNormFlow" and model.training:
-            raise ValueError("reversible backprop: BatchNormFlow in training mode normalises with batch statistics "
-                             "that its inverse cannot see; train it with the stored path or in eval mode")
+        return {"loss": stored_nll_and_backward(model, x), "drift": 0.0, "checkpoint_every": None}
+    if model.training:
+        for layer in model.flow_layers():
+            if not layer.invertible_in_training:
+                raise ValueError(f"reversible backprop: {type(layer).__name__} in training mode cannot rebuild its "
+                                 "input from its output (it normalises with the batch's own statistics, which its "
+                                 "inverse cannot see); train it with the stored path or in eval mode")
     if checkpoint_every is None:
-        checkpoint_every = getattr(model, "_reversible_checkpoint_every", None)
-    x_true = model._as_input(x).data
+        checkpoint_every = model.reversible_checkpoint_every
+    x_true = model.as_input(x).data
     tol = drift_tol if drift_tol is not None else DRIFT_TOL.get(np.dtype(x_true.dtype), 1e-3)
     params = model.parameters()
     saved_grads = [None if p.grad is None else p.grad.copy() for p in params]
@@ -97,7 +86,7 @@ def nll_and_backward(model, x, reversible=True, checkpoint_every=None, drift_tol
         for p, g in zip(params, saved_grads):
             p.grad = g
         checkpoint_every = DEFAULT_CHECKPOINT_EVERY
-        model._reversible_checkpoint_every = checkpoint_every
+        model.reversible_checkpoint_every = checkpoint_every
         result = _reversible_pass(model, x_true, checkpoint_every)
         result["fallback"] = True
     return result
@@ -119,24 +108,25 @@ def _reversible_pass(model, x_true, checkpoint_every):
     objective.backward()
     loss = float(objective.data) - float(total.sum()) / n
 
+    # Sweep 2: the walk back, carrying (y, ∂L/∂y) from the latents to the input.
     glogdet = xp.full((n,), -1.0 / n, dtype=x_true.dtype)
-    stages = _stages(model)
-    index = sum(len(layers) for layers, _ in stages)
-    y, gy = latents[-1], leaves[-1].grad
-    k = len(latents) - 1
-    max_copy_drift = 0.0
-    for layers, factor_out in reversed(stages):
-        if factor_out:
-            k -= 1
-            y = xp.concatenate([y, latents[k]], axis=1)
-            gy = xp.concatenate([gy, leaves[k].grad], axis=1)
-        for layer in reversed(layers):
-            index -= 1
-            y, gy = layer.backward_from_output(y, gy, glogdet)
-            if index in copies:  # replace the rebuilt input by the exact copy kept in sweep 1
-                max_copy_drift = max(max_copy_drift, _relative_drift(y, copies[index]))
-                y = copies[index]
-    drift = _relative_drift(y, x_true) if not copies else max_copy_drift
+    max_copy_drift = [0.0]
+
+    def step(index, layer, state):
+        y, gy = state
+        x, gx = layer.backward_from_output(y, gy, glogdet)
+        if index in copies:  # replace the rebuilt input by the exact copy kept in sweep 1
+            max_copy_drift[0] = max(max_copy_drift[0], _relative_drift(x, copies[index]))
+            x = copies[index]
+        return x, gx
+
+    def factor_in(layer, state, latent):
+        (y, gy), (z, gz) = state, latent
+        return _factor_in_arrays(layer, y, z), _factor_in_arrays(layer, gy, gz)
+
+    pairs = [(z.data, z.grad) for z in leaves]
+    x_rebuilt, _ = model.walk_back(pairs[-1], pairs[:-1], step, factor_in)
+    drift = _relative_drift(x_rebuilt, x_true) if not copies else max_copy_drift[0]
     return {"loss": loss, "drift": drift, "checkpoint_every": checkpoint_every, "fallback": False}
 
 
@@ -145,27 +135,15 @@ def reconstruction_drift(model, x):
 
     Runs the forward sweep keeping every input, then the inverse sweep from the latents alone.
     """
+    true_inputs = []
     with no_grad():
-        h = model._as_input(x)
-        true_inputs, latents = [], []
-        for layers, factor_out in _stages(model):
-            for layer in layers:
-                true_inputs.append(h.data.copy())
-                h, _ = layer.forward(h)
-            if factor_out:
-                h, z = F.split(h, 2, axis=1)
-                latents.append(z)
-        latents.append(h)
+        latents, _ = model.forward_latents(model.as_input(x), before_layer=lambda i, h: true_inputs.append(h.data.copy()))
         drifts = [0.0] * len(true_inputs)
-        index = len(true_inputs)
-        y = latents[-1]
-        k = len(latents) - 1
-        for layers, factor_out in reversed(_stages(model)):
-            if factor_out:
-                k -= 1
-                y = F.concat([y, latents[k]], axis=1)
-            for layer in reversed(layers):
-                index -= 1
-                y, _ = layer.inverse(y)
-                drifts[index] = _relative_drift(y.data, true_inputs[index])
+
+        def step(index, layer, y):
+            x_rebuilt, _ = layer.inverse(y)
+            drifts[index] = _relative_drift(x_rebuilt.data, true_inputs[index])
+            return x_rebuilt
+
+        model.walk_back(latents[-1], latents[:-1], step, factor_in=lambda layer, kept, z: layer.factor_in(kept, z))
     return drifts

@@ -11,7 +11,7 @@ import numpy as np
 import nflow
 from nflow.backend import array_module_for_backend, cupy_available, numba_available, to_numpy
 from nflow.flows import (MLP, ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, Centre, ConvNet, Flatten,
-                         FlowSequence, GlowNet, InvConv1x1, LearnedGaussianPrior, Logit, NiceScaling, Reverse,
+                         FlowSequence, GlowNet, InvConv1x1, LearnedStandardise, Logit, NiceScaling, Reverse,
                          Shuffle, Split, Squeeze)
 from nflow.tensor import no_grad
 
@@ -188,7 +188,7 @@ LAYERS = {
     "Shuffle": lambda rng, c, h, w, dtype, parity: (Shuffle(c, rng=rng), (c, h, w), "normal"),
     "Flatten": lambda rng, c, h, w, dtype, parity: (Flatten((c, h, w)), (c, h, w), "normal"),
     "Split": lambda rng, c, h, w, dtype, parity: (Split(2 * c, dtype=dtype), (2 * c, h, w), "normal"),
-    "LearnedGaussianPrior": lambda rng, c, h, w, dtype, parity: (LearnedGaussianPrior((c, h, w), dtype=dtype),
+    "LearnedStandardise": lambda rng, c, h, w, dtype, parity: (LearnedStandardise((c, h, w), dtype=dtype),
                                                                  (c, h, w), "normal"),
     "Logit": lambda rng, c, h, w, dtype, parity: (Logit(), (c, h, w), "unit"),
     "Centre": lambda rng, c, h, w, dtype, parity: (Centre(), (c, h, w), "unit"),

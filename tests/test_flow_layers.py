@@ -20,8 +20,8 @@ from flow_helpers import (BACKENDS, CASES, FLOAT64_RTOL, as_tensor, build_layer,
 from nflow import gradcheck
 from nflow.backend import to_numpy
 from nflow.flows import ActNorm, AffineCoupling, BatchNormFlow, GlowNet, InvConv1x1
-from nflow.flows.lu import lu_decompose
-from nflow.flows.normalization import ACTNORM_EPS
+from nflow.flows.invconv import lu_decompose
+from nflow.flows.actnorm import ACTNORM_EPS
 from nflow.optim import Adam
 from nflow.tensor import no_grad
 

@@ -76,8 +76,8 @@ def test_kernel_refuses_bad_input():
 
 
 def test_dispatch():
-    assert dispatch.kernel("bias_relu", "numba") is cpu_bias_relu
-    assert dispatch.kernel("bias_relu", "numpy") is ref_bias_relu
+    assert dispatch.kernel_module("bias_relu", "numba") is cpu_bias_relu
+    assert dispatch.kernel_module("bias_relu", "numpy") is ref_bias_relu
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -26,7 +26,7 @@ import nflow
 import nflow.functional as F
 from nflow.backend import to_numpy
 from nflow.flows import InvConv1x1
-from nflow.flows.invconv_nodes import invconv, lu_weight
+from nflow.flows.invconv import invconv, lu_weight
 from nflow.kernels.cpu import invconv as cpu_invconv
 from nflow.kernels.cpu import lu as cpu_lu
 from nflow.kernels.reference import invconv as ref_invconv
@@ -164,7 +164,7 @@ def test_lu_twin_is_the_product_of_its_factors(dtype, c, seed):
 
 
 def test_lu_twin_rebuilds_the_decomposed_matrix():
-    from nflow.flows.lu import lu_decompose
+    from nflow.flows.invconv import lu_decompose
     rng = np.random.default_rng(5)
     w = rng.standard_normal((6, 6))
     p, lower, upper = lu_decompose(w)

@@ -90,7 +90,7 @@ def test_drift_past_the_bound_falls_back_to_exact_copies():
     # A bound no float32 rebuild can meet forces the fallback.
     result, g_rev = _grads(model, x, reversible=True, drift_tol=0.0)
     assert result["fallback"] is True and result["checkpoint_every"] is not None
-    assert model._reversible_checkpoint_every == result["checkpoint_every"]
+    assert model.reversible_checkpoint_every == result["checkpoint_every"]
     for a, b in zip(g_stored, g_rev):
         assert np.abs(a - b).max() <= GRAD_RTOL[np.float32] * (np.abs(a).max() + 1e-30)
 

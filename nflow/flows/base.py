@@ -14,7 +14,16 @@ from nflow.tensor import Tensor, enable_grad, no_grad
 
 
 class Flow(Module):
-    """Base class of invertible layers. Subclasses implement ``forward`` and ``inverse``."""
+    """Base class of invertible layers. Subclasses implement ``forward`` and ``inverse``.
+
+    Two facts a model's walk reads off a layer (:meth:`nflow.models.FlowModel.flow_layers`):
+    ``factors_out``, whether half of the output's channels leave as a latent after it (:class:`~nflow.flows.Split`);
+    ``invertible_in_training``, whether its inverse rebuilds the input in training mode too (false for a layer
+    that normalises with the batch's own statistics), which memory-free backprop needs.
+    """
+
+    factors_out = False
+    invertible_in_training = True
 
     def forward(self, x):
         raise NotImplementedError
@@ -38,8 +47,6 @@ class Flow(Module):
             seed_backward([(y_again, gy), (logdet, glogdet)])
         return x.data, x_leaf.grad
 
-    def describe(self):
-        return type(self).__name__
 
 
 class FlowSequence(Flow):
@@ -68,6 +75,13 @@ class FlowSequence(Flow):
 
     def __len__(self):
         return len(self.layers)
+
+
+def leaf_layers(flow):
+    """The layers of a (possibly nested) FlowSequence that are not themselves sequences, in forward order."""
+    if isinstance(flow, FlowSequence):
+        return [leaf for layer in flow.layers for leaf in leaf_layers(layer)]
+    return [flow]
 
 
 def seed_backward(pairs):

@@ -8,18 +8,19 @@ are computed in float64 whatever the model's dtype, and the inverse weight is ca
 LU form (eq. 10): W = P · L · (U + diag(sign(s) · exp(log|s|))), P fixed, L unit lower triangular,
 U strictly upper, sign(s) fixed, log|s| learned; then log|det W| = Σ log|s|, O(C) instead of O(C³).
 
-Both maps run through the graph nodes of ``nflow/flows/invconv_nodes.py``: the LU weight is built by one node
-(kernel family ``"lu"``) and the 1x1 map is one node (family ``"invconv"``) working on NCHW arrays directly.
+This file holds the layer, the LU decomposition that starts it, and its two graph nodes: the LU weight is
+built by one node (kernel family ``lu``) and the 1x1 map is one node (family ``invconv``) working on NCHW
+arrays directly. The equations of both kernels and their gradients are in their NumPy twins,
+``kernels/reference/lu.py`` and ``kernels/reference/invconv.py``.
 """
 import numpy as np
 
 import nflow.functional as F
 from nflow.backend import get_array_module
 from nflow.flows.base import Flow, check_input, zero_logdet
-from nflow.flows.functions import logabsdet, matrix_inverse
-from nflow.flows.invconv_nodes import invconv, lu_weight
-from nflow.flows.lu import lu_decompose
 from nflow.nn.module import Parameter, new_array
+from nflow.ops.kernel_function import KernelFunction
+from nflow.ops.linalg import logabsdet, matrix_inverse
 from nflow.random import default_rng
 from nflow.tensor import Tensor, is_grad_enabled
 
@@ -28,6 +29,35 @@ def random_rotation(channels, rng=None):
     """An orthogonal matrix from the QR decomposition of a Gaussian one (Glow's initialisation)."""
     q, _ = np.linalg.qr((rng or default_rng()).standard_normal((channels, channels)))
     return q
+
+
+def lu_decompose(w):
+    """Return (P, L, U) with P a permutation matrix, L unit lower triangular, U upper triangular, W = P L U.
+
+    Doolittle's algorithm with partial pivoting, in plain NumPy: at column k, swap up the row with the largest
+    |entry| (stability), store the multipliers below the pivot in L and eliminate. Cost O(C³); run once, to
+    start the LU parameters from a random rotation.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    n = w.shape[0]
+    u = w.copy()
+    lower = np.eye(n)
+    perm = np.arange(n)
+    for k in range(n - 1):
+        pivot = k + int(np.argmax(np.abs(u[k:, k])))
+        if pivot != k:
+            u[[k, pivot], :] = u[[pivot, k], :]
+            lower[[k, pivot], :k] = lower[[pivot, k], :k]
+            perm[[k, pivot]] = perm[[pivot, k]]
+        if u[k, k] == 0:
+            continue  # singular column: nothing to eliminate
+        factors = u[k + 1:, k] / u[k, k]
+        lower[k + 1:, k] = factors
+        u[k + 1:, k:] -= np.outer(factors, u[k, k:])
+    # Rows were permuted: (permuted W) = L U, i.e. W = Pᵀ... stated as W = P L U with P[perm[i], i] = 1.
+    p = np.zeros((n, n))
+    p[perm, np.arange(n)] = 1.0
+    return p, lower, np.triu(u)
 
 
 class InvConv1x1(Flow):
@@ -116,3 +146,72 @@ class InvConv1x1(Flow):
         if not np.isfinite(cond) or cond > 1 / np.finfo(self.weight.dtype).eps:
             raise ValueError(f"InvConv1x1: the loaded weight is numerically singular in {self.weight.dtype} "
                              f"(condition number {cond:.3g})")
+
+
+# ----------------------------------------------------------------------------------------- graph nodes
+class InvConv(KernelFunction):
+    """(x, W) -> y with y[n, :, h, w] = W x[n, :, h, w] on NCHW arrays; no layout copies.
+
+    Backward: ∂L/∂x = Wᵀ gy per pixel, ∂L/∂W = Σ_{n, h, w} gy xᵀ. Keeps: x and W.
+    Cost: 2·N·C²·H·W FLOPs forward, twice that backward. The inverse map is this node with W⁻¹.
+    """
+
+    family = "invconv"
+
+    def validate(self, x, w):
+        if x.ndim != 4:
+            raise ValueError(f"invertible 1x1 convolution: input must be (N, C, H, W), got shape {x.shape}")
+        c = x.shape[1]
+        if w.shape != (c, c):
+            raise ValueError(f"invertible 1x1 convolution: weight must have shape ({c}, {c}) for an input of "
+                             f"shape {x.shape}, got {w.shape}")
+        if w.dtype != x.dtype:
+            raise TypeError(f"invertible 1x1 convolution: dtypes differ: input {x.dtype}, weight {w.dtype}")
+
+    def forward(self, x, w):
+        self.saved = (x, w)
+        return self.kernel.forward(x, w)
+
+    def backward(self, gy):
+        x, w = self.saved
+        return self.kernel.backward(x, w, gy)
+
+
+class LUWeight(KernelFunction):
+    """(P, lower, upper, sign(s), log|s|) -> W = P · L · (U + diag(sign(s) · exp(log|s|))).
+
+    L = I + the strictly-lower part of ``lower``, U = the strictly-upper part of ``upper``; the other entries
+    of the two parameter matrices are masked away (zero gradient). P and sign(s) are fixed: no gradient.
+    Backward, with A = Pᵀ ∂L/∂W and Ũ = U + diag(s): ∂L/∂lower = strictly-lower(A Ũᵀ),
+    ∂L/∂upper = strictly-upper(Lᵀ A), ∂L/∂log|s| = diag(Lᵀ A) · s. Keeps: the five inputs (C×C at most).
+    """
+
+    family = "lu"
+
+    def validate(self, perm, lower, upper, sign_s, log_s):
+        if log_s.ndim != 1:
+            raise ValueError(f"LU weight: log|s| must be a vector (C,), got shape {log_s.shape}")
+        c = log_s.shape[0]
+        for name, a, shape in (("P", perm, (c, c)), ("lower", lower, (c, c)), ("upper", upper, (c, c)),
+                               ("sign(s)", sign_s, (c,))):
+            if a.shape != shape:
+                raise ValueError(f"LU weight: {name} must have shape {shape} for log|s| of shape ({c},), "
+                                 f"got {a.shape}")
+            if a.dtype != log_s.dtype:
+                raise TypeError(f"LU weight: {name} is {a.dtype} but log|s| is {log_s.dtype}")
+
+    def forward(self, perm, lower, upper, sign_s, log_s):
+        self.saved = (perm, lower, upper, sign_s, log_s)
+        return self.kernel.weight(perm, lower, upper, sign_s, log_s)
+
+    def backward(self, gw):
+        g_lower, g_upper, g_log_s = self.kernel.weight_backward(*self.saved, gw)
+        return None, g_lower, g_upper, None, g_log_s
+
+
+def invconv(x, w):
+    return InvConv()(x, w)
+
+
+def lu_weight(perm, lower, upper, sign_s, log_s):
+    return LUWeight()(perm, lower, upper, sign_s, log_s)

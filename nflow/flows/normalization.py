@@ -1,15 +1,16 @@
-"""Per-channel affine flows: NICE's diagonal scaling, Glow's ActNorm and RealNVP's batch-norm flow."""
+"""Per-channel affine flows with a closed-form log-det: NICE's diagonal scaling and RealNVP's batch-norm flow.
+
+(Glow's ActNorm, the third of the family, has a fused kernel and its own file, ``actnorm.py``.)
+"""
 import numpy as np
 
 import nflow.functional as F
 from nflow.backend import get_array_module
 from nflow.flows.base import Flow, check_input, zero_logdet
-from nflow.flows.functions import actnorm_forward, actnorm_inverse
 from nflow.nn import init
 from nflow.nn.module import Parameter, new_array
 from nflow.tensor import Tensor, no_grad
 
-ACTNORM_EPS = 1e-6       # added to the init batch's std so a constant channel does not give log(0)
 BATCHNORM_EPS = 1e-5     # variance floor of the batch-norm flow (RealNVP uses 1e-4..1e-5)
 BATCHNORM_MOMENTUM = 0.1  # running averages: r ← (1 - m) r + m · batch statistic
 
@@ -43,44 +44,6 @@ class NiceScaling(Flow):
         return y * F.exp(-self.log_scale), logdet
 
 
-class ActNorm(Flow):
-    """Glow's activation normalisation (Kingma & Dhariwal 2018, §3.1): y = (x + b) · exp(log_s) per channel,
-    log|det| = H·W·Σ log_s.
-
-    Data-dependent initialisation: the first forward pass in training mode sets b = -mean and
-    log_s = -log(std + ε) per channel over that batch, so the output has zero mean and unit variance.
-    The ``initialised`` flag is a buffer in the state dict: loading a checkpoint never re-initialises.
-    """
-
-    def __init__(self, channels, dtype=np.float32):
-        super().__init__()
-        self.channels = channels
-        self.bias = Parameter(new_array(init.zeros((channels,), dtype)))
-        self.log_scale = Parameter(new_array(init.zeros((channels,), dtype)))
-        self.register_buffer("initialised", new_array(np.zeros((), dtype=np.int8)))
-
-    def _initialise(self, x):
-        xp = get_array_module(x.data)
-        axes = (0,) + tuple(range(2, x.ndim))
-        data = x.data.astype(np.float64)
-        mean = data.mean(axis=axes)
-        std = data.std(axis=axes)
-        self.bias.data[...] = (-mean).astype(x.dtype)
-        self.log_scale.data[...] = (-xp.log(std + ACTNORM_EPS)).astype(x.dtype)
-        self.initialised = xp.ones((), dtype=np.int8)
-
-    def forward(self, x):
-        check_input(x, "ActNorm", expected_ndim=(2, 4), channels=self.channels)
-        if not int(self.initialised) and self.training:
-            with no_grad():
-                self._initialise(x)
-        return actnorm_forward(x, self.bias, self.log_scale)
-
-    def inverse(self, y):
-        check_input(y, "ActNorm", expected_ndim=(2, 4), channels=self.channels)
-        return actnorm_inverse(y, self.bias, self.log_scale)
-
-
 class BatchNormFlow(Flow):
     """RealNVP's batch normalisation as a flow (Dinh et al. 2017, §3.7, eq. 9):
 
@@ -90,6 +53,8 @@ class BatchNormFlow(Flow):
     In training μ, σ² are the batch's statistics (and the log-det treats them as constants of the map, as the
     paper does); running averages are updated and used in eval mode and by ``inverse``.
     """
+
+    invertible_in_training = False  # the inverse uses the running averages, not the batch's statistics
 
     def __init__(self, channels, dtype=np.float32, momentum=BATCHNORM_MOMENTUM, eps=BATCHNORM_EPS):
         super().__init__()

@@ -1,36 +1,13 @@
-"""Volume-preserving rearrangements: squeeze, reverse and fixed random shuffle (log-det 0)."""
+"""Volume-preserving rearrangements (log-det 0): reverse and fixed random shuffle of the channels, flatten.
+
+(Squeeze, the spatial rearrangement, has a kernel and its own file, ``squeeze.py``.)
+"""
 import numpy as np
 
 import nflow.functional as F
 from nflow.flows.base import Flow, check_input, zero_logdet
-from nflow.flows.squeeze_nodes import squeeze, unsqueeze
 from nflow.nn.module import new_array
 from nflow.random import default_rng
-
-
-class Squeeze(Flow):
-    """C×H×W -> 4C×H/2×W/2 (RealNVP §3.6; Glow): each 2×2 spatial block becomes 4 channels.
-
-    Channel order of the output: c·4 + 2·di + dj for input channel c and block offset (di, dj), i.e.
-    ``x.reshape(N, C, H/2, 2, W/2, 2).transpose(0, 1, 3, 5, 2, 4)`` as in Glow's ``squeeze2d``. One kernel pass
-    each way (``nflow/flows/squeeze_nodes.py``; the twin is ``kernels/reference/squeeze.py``).
-    """
-
-    FACTOR = 2
-
-    def forward(self, x):
-        check_input(x, "Squeeze", expected_ndim=4)
-        h, w = x.shape[2:]
-        if h % self.FACTOR or w % self.FACTOR:
-            raise ValueError(f"Squeeze: spatial size must be even to fold 2x2 blocks into channels, "
-                             f"got input of shape {x.shape} (H={h}, W={w})")
-        return squeeze(x), zero_logdet(x)
-
-    def inverse(self, y):
-        check_input(y, "Squeeze.inverse", expected_ndim=4)
-        if y.shape[1] % 4:
-            raise ValueError(f"Squeeze.inverse: channels must be a multiple of 4, got input of shape {y.shape}")
-        return unsqueeze(y), zero_logdet(y)
 
 
 class _ChannelPermutation(Flow):

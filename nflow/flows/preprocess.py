@@ -13,10 +13,6 @@ LOGIT_ALPHA = 0.05  # RealNVP's α for CIFAR-10 (1e-6 is also common for MNIST)
 CENTRE = 0.5
 
 
-def _per_sample(a):
-    return F.sum(F.reshape(a, (a.shape[0], -1)), axis=1)
-
-
 class Logit(Flow):
     """x in (0, 1) -> logit(α + (1 - 2α) x)."""
 
@@ -29,14 +25,14 @@ class Logit(Flow):
     def forward(self, x):
         p = self.alpha + (1 - 2 * self.alpha) * x
         log_p, log_1mp = F.log(p), F.log(1.0 - p)
-        logdet = _per_sample(math.log(1 - 2 * self.alpha) - log_p - log_1mp)
+        logdet = F.sum_per_sample(math.log(1 - 2 * self.alpha) - log_p - log_1mp)
         return log_p - log_1mp, logdet
 
     def inverse(self, y):
         p = F.sigmoid(y)
         x = (p - self.alpha) * (1.0 / (1 - 2 * self.alpha))
         # log|det ∂x/∂y| = Σ [log p + log(1 - p) - log(1 - 2α)], with log p = logsigmoid(y)
-        logdet = _per_sample(F.logsigmoid(y) + F.logsigmoid(-y) - math.log(1 - 2 * self.alpha))
+        logdet = F.sum_per_sample(F.logsigmoid(y) + F.logsigmoid(-y) - math.log(1 - 2 * self.alpha))
         return x, logdet
 
 

@@ -1,36 +1,45 @@
 """Base densities, log-probabilities summed over all axes but the batch (shape (N,)).
 
-Standard Gaussian:  log N(z; 0, I)  = -½ Σ (z² + log 2π)
+Standard Gaussian:  log N(z; 0, I)  = -½ Σ (z² + log 2π)                  (one fused kernel, family ``gaussian``)
 Standard logistic:  log p(z)        = -Σ (softplus(z) + softplus(-z))     (NICE §3.4: heavier tails)
-Diagonal Gaussian:  log N(z; μ, σ²) = -½ Σ (((z - μ) / σ)² + 2 log σ + log 2π)
+
+Glow's learned and conditional Gaussians are not densities here: they are flows that standardise their input
+in front of the standard Gaussian (``split.py``), which gives the same log-likelihood.
 """
 import math
 
 import numpy as np
 
 import nflow.functional as F
-from nflow.flows import functions
+from nflow.ops.kernel_function import KernelFunction
 
 LOG_2PI = math.log(2 * math.pi)
 LOGISTIC_U_FLOOR = 1e-12
 
 
-def _per_sample(a):
-    return F.sum(F.reshape(a, (a.shape[0], -1)), axis=1)
+class StandardGaussianLogProb(KernelFunction):
+    """z -> log N(z; 0, I) summed per sample, shape (N,): one fused kernel pass (family ``gaussian``). Keeps: z."""
+
+    family = "gaussian"
+
+    def validate(self, z):
+        if z.ndim < 1:
+            raise ValueError(f"standard gaussian log-density: z must be (N, ...), got shape {z.shape}")
+
+    def forward(self, z):
+        self.saved = z
+        return self.kernel.standard_log_prob(z)
+
+    def backward(self, glogp):
+        return self.kernel.standard_log_prob_backward(self.saved, glogp)
 
 
 def standard_gaussian_log_prob(z):
-    # one fused kernel (kernels/*/gaussian.py): -½ Σ (z² + log 2π) per sample
-    return functions.standard_gaussian_log_prob(z)
+    return StandardGaussianLogProb()(z)
 
 
 def standard_logistic_log_prob(z):
-    return -_per_sample(F.softplus(z) + F.softplus(-z))
-
-
-def gaussian_log_prob(z, mean, log_std):
-    # one fused kernel (kernels/*/gaussian.py): -½ Σ (u² + 2 log σ + log 2π), u = (z - μ)·exp(-log σ)
-    return functions.gaussian_log_prob(z, mean, log_std)
+    return -F.sum_per_sample(F.softplus(z) + F.softplus(-z))
 
 
 PRIORS = {"gaussian": standard_gaussian_log_prob, "logistic": standard_logistic_log_prob}

@@ -12,18 +12,24 @@ import warnings
 
 import numpy as np
 
-import nflow.functional as F
 from nflow.backend import array_module_for_backend, get_array_module, to_numpy
-from nflow.flows.base import check_finite
+from nflow.flows.base import check_finite, leaf_layers
 from nflow.flows.priors import PRIORS, sample_prior
+from nflow.metrics import bits_per_dim
 from nflow.nn.module import Module, ModuleList
 from nflow.random import default_rng
 from nflow.tensor import Tensor, no_grad
 
 
 class FlowModel(Module):
-    """Base of the models. Subclasses set ``input_shape``, ``preprocess``, ``levels``, ``prior`` and
-    ``input_range`` (None, or (low, high) for image models) in ``__init__``."""
+    """Base of the models. Subclasses pass ``input_shape``, ``preprocess``, ``levels``, ``prior`` and
+    ``input_range`` (None, or (low, high) for image models) to ``__init__``.
+
+    The model is one sequence of flow layers (:meth:`flow_layers`: the preprocessing, then every level's layers),
+    and every pass over it — log-density, encoding, decoding, memory-free backprop — is one of the two walks
+    below: :meth:`forward_latents` from the input to the latents, :meth:`walk_back` from the latents to the input.
+    A layer with ``factors_out`` (:class:`~nflow.flows.Split`) sends half of its output to the prior as a latent.
+    """
 
     name = "flow"
 
@@ -37,9 +43,12 @@ class FlowModel(Module):
         self.prior = prior
         self.input_range = input_range
         self.dtype = np.dtype(dtype)
+        # memory-free backprop keeps an exact copy of every M-th layer's input once it has seen drift (reversible.py)
+        self.reversible_checkpoint_every = None
 
     # -- input checks -------------------------------------------------------------------------------
-    def _as_input(self, x):
+    def as_input(self, x):
+        """``x`` (array or Tensor) as a Tensor this model accepts; raises naming what is wrong with it."""
         t = x if isinstance(x, Tensor) else Tensor(array_module_for_backend().asarray(x))
         if tuple(t.shape[1:]) != self.input_shape or t.ndim != len(self.input_shape) + 1:
             raise ValueError(f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
@@ -55,35 +64,56 @@ class FlowModel(Module):
                                  f"got min {float(xp.min(t.data)):.4g}, max {float(xp.max(t.data)):.4g}")
         return t
 
-    # -- the two directions -------------------------------------------------------------------------
-    def forward_latents(self, x):
-        """x (Tensor) -> (latents, logdet): the list of latents (one per level) and Σ log|det| of the map."""
-        h, logdet = self.preprocess.forward(x)
-        latents = []
-        last = len(self.levels) - 1
-        for i, level in enumerate(self.levels):
-            h, ld = level.forward(h)
-            logdet = logdet + ld
-            if i < last:
-                h, z = F.split(h, 2, axis=1)
+    # -- the walk -----------------------------------------------------------------------------------
+    def flow_layers(self):
+        """Every layer of the model in forward order, preprocessing first (nested sequences flattened)."""
+        return leaf_layers(self.preprocess) + [layer for level in self.levels for layer in leaf_layers(level)]
+
+    def forward_latents(self, x, before_layer=None):
+        """x (Tensor) -> (latents, logdet): the latents in the order they leave (the top one last) and the
+        per-sample Σ log|det| of the whole map. ``before_layer(index, h)``, if given, sees every layer's input."""
+        h, logdet, latents = x, None, []
+        for index, layer in enumerate(self.flow_layers()):
+            if before_layer is not None:
+                before_layer(index, h)
+            h, layer_logdet = layer.forward(h)
+            logdet = layer_logdet if logdet is None else logdet + layer_logdet
+            if layer.factors_out:
+                h, z = layer.factor_out(h)
                 latents.append(z)
         latents.append(h)
         return latents, logdet
 
+    def walk_back(self, top, latents, step, factor_in):
+        """The walk from the latents back to the input, each layer's ``step`` in reverse order.
+
+        ``top`` is the state at the top (the last latent), ``latents`` the others in the order they left;
+        ``step(index, layer, state)`` returns the state at the layer's input, and where a layer factored a
+        latent out, ``factor_in(layer, state, latent)`` first puts it back. Returns the state at the input.
+        """
+        layers = self.flow_layers()
+        remaining = list(latents)
+        expected = sum(layer.factors_out for layer in layers)
+        if len(remaining) != expected:
+            raise ValueError(f"{self.name}: decode needs {expected + 1} latents, got {len(remaining) + 1}")
+        state = top
+        for index in reversed(range(len(layers))):
+            layer = layers[index]
+            if layer.factors_out:
+                state = factor_in(layer, state, remaining.pop())
+            state = step(index, layer, state)
+        return state
+
     def inverse_latents(self, latents):
         """The inverse of :meth:`forward_latents` (its log-det is not needed by decode and is dropped)."""
-        if len(latents) != len(self.levels):
-            raise ValueError(f"{self.name}: decode needs {len(self.levels)} latents, got {len(latents)}")
-        h = latents[-1]
-        for i in reversed(range(len(self.levels))):
-            if i < len(self.levels) - 1:
-                h = F.concat([h, latents[i]], axis=1)
-            h, _ = self.levels[i].inverse(h)
-        x, _ = self.preprocess.inverse(h)
-        return x
+        if len(latents) < 1:
+            raise ValueError(f"{self.name}: decode needs at least one latent, got none")
+        return self.walk_back(latents[-1], latents[:-1],
+                              step=lambda index, layer, y: layer.inverse(y)[0],
+                              factor_in=lambda layer, kept, z: layer.factor_in(kept, z))
 
     def latent_shapes(self):
-        """The per-sample shape of each latent, found by pushing one zero-valued input through the model."""
+        """The per-sample shape of each latent, found by pushing one mid-range input through the model."""
         with no_grad():
             probe = Tensor(array_module_for_backend().full((1,) + self.input_shape, 0.5, dtype=self.dtype))
             was_training = self.training
@@ -97,7 +127,7 @@ class FlowModel(Module):
     # -- the public API -----------------------------------------------------------------------------
     def log_prob(self, x):
         """log p(x) in nats per sample (a Tensor of shape (N,)); preprocessing's log-det included."""
-        x = self._as_input(x)
+        x = self.as_input(x)
         latents, logdet = self.forward_latents(x)
         prior = PRIORS[self.prior]
         for z in latents:
@@ -107,7 +137,7 @@ class FlowModel(Module):
     def encode(self, x):
         """x -> latents as arrays (a list for multi-scale models, one array otherwise)."""
         with no_grad():
-            latents, _ = self.forward_latents(self._as_input(x))
+            latents, _ = self.forward_latents(self.as_input(x))
         arrays = [z.data for z in latents]
         return arrays if len(arrays) > 1 else arrays[0]
 
@@ -145,8 +175,7 @@ class FlowModel(Module):
             self.train(was_training)
 
     def bits_per_dim(self, x, n_bins=256):
-        """Mean bits per dimension of a batch (a float): -log p / (D ln 2) + log2(n_bins)."""
+        """Mean bits per dimension of a batch (a float): -log p / (D ln 2) + log2(n_bins) (``nflow.metrics``)."""
         with no_grad():
-            lp = to_numpy(self.log_prob(x).data).astype(np.float64)
-        d = int(np.prod(self.input_shape))
-        return float(np.mean(-lp / (d * np.log(2.0)) + np.log2(n_bins)))
+            log_prob = to_numpy(self.log_prob(x).data).astype(np.float64)
+        return float(np.mean(bits_per_dim(log_prob, self.input_shape, n_bins)))

@@ -2,19 +2,20 @@
 
 A step of flow (§3, Fig. 2a): ActNorm -> invertible 1x1 conv (plain or LU) -> coupling (affine with
 s = sigmoid(h + 2), or additive), the coupling's network conv3x3 - ReLU - conv1x1 - ReLU - ZeroConv3x3.
-Each level but the last ends with a split whose factored-out half has a learned conditional Gaussian prior
-(see :mod:`nflow.flows.split`); the last ends with a learned top prior. Input [0, 1) is centred (x - ½).
+Each level but the last ends with a split whose factored-out half has a learned conditional Gaussian prior;
+the last ends with a learned top prior (both written as standardising flows, :mod:`nflow.flows.split`). Input [0, 1) is centred (x - ½).
 """
 import numpy as np
 
-from nflow.flows.base import FlowSequence
-from nflow.flows.coupling import AdditiveCoupling, AffineCoupling
+from nflow.flows.base import FlowSequence, channel_split_sizes
+from nflow.flows.additive_coupling import AdditiveCoupling
+from nflow.flows.affine_coupling import AffineCoupling
+from nflow.flows.actnorm import ActNorm
 from nflow.flows.invconv import InvConv1x1
 from nflow.flows.nets import GlowNet
-from nflow.flows.normalization import ActNorm
-from nflow.flows.permutations import Squeeze
+from nflow.flows.squeeze import Squeeze
 from nflow.flows.preprocess import Centre
-from nflow.flows.split import LearnedGaussianPrior, Split
+from nflow.flows.split import LearnedStandardise, Split
 from nflow.models.base import FlowModel
 
 COUPLINGS = ("affine", "additive")
@@ -22,7 +23,7 @@ COUPLINGS = ("affine", "additive")
 
 def step_of_flow(channels, hidden, lu, coupling, dtype):
     """ActNorm -> InvConv1x1 -> coupling, as a list of layers."""
-    n_cond, n_trans = channels // 2, channels - channels // 2
+    n_cond, n_trans = channel_split_sizes(channels, "Glow step of flow")
     if coupling == "affine":
         layer = AffineCoupling(channels, GlowNet(n_cond, 2 * n_trans, hidden, dtype=dtype), form="sigmoid", dtype=dtype)
     else:
@@ -54,7 +55,7 @@ class Glow(FlowModel):
                 layers.append(Split(c, dtype=dtype))
                 c //= 2
             else:
-                layers.append(LearnedGaussianPrior((c, h, w), dtype=dtype))
+                layers.append(LearnedStandardise((c, h, w), dtype=dtype))
             flows.append(FlowSequence(layers))
         super().__init__(input_shape, Centre(), flows, input_range=(0.0, 1.0), dtype=dtype)
         self.config = dict(model="glow", input_shape=list(input_shape), levels=levels, steps=steps,

@@ -7,7 +7,7 @@ standard logistic prior. Input: images flattened to D = C·H·W features in [0, 
 import numpy as np
 
 from nflow.flows.base import FlowSequence
-from nflow.flows.coupling import AdditiveCoupling
+from nflow.flows.additive_coupling import AdditiveCoupling
 from nflow.flows.nets import MLP
 from nflow.flows.normalization import NiceScaling
 from nflow.flows.permutations import Flatten

@@ -10,12 +10,13 @@ Vectors (the 2-D toy densities): ``couplings`` affine couplings with MLP nets, a
 """
 import numpy as np
 
+from nflow.flows.affine_coupling import AffineCoupling
 from nflow.flows.base import FlowSequence
-from nflow.flows.coupling import AffineCoupling
 from nflow.flows.nets import MLP, ConvNet
 from nflow.flows.normalization import BatchNormFlow
-from nflow.flows.permutations import Squeeze
 from nflow.flows.preprocess import LOGIT_ALPHA, Logit
+from nflow.flows.split import Split
+from nflow.flows.squeeze import Squeeze
 from nflow.models.base import FlowModel
 
 CHECKERBOARD_PER_SCALE = 3
@@ -61,7 +62,8 @@ class RealNVP(FlowModel):
                     for i in range(CHANNEL_PER_SCALE):
                         net = ConvNet(c // 2, 2 * (c - c // 2), hidden, dtype=dtype)
                         layers += with_bn(AffineCoupling(c, net, "channel", i % 2, form="exp", dtype=dtype), c)
-                    c = c // 2  # half the channels are factored out after this scale
+                    layers.append(Split(c, learned_prior=False, dtype=dtype))  # half the channels leave here
+                    c = c // 2
                 levels.append(FlowSequence(layers))
             super().__init__(input_shape, Logit(logit_alpha), levels, input_range=(0.0, 1.0), dtype=dtype)
         else:

@@ -18,8 +18,8 @@ Why the CNHW layout exists: an NCHW tensor has to be transposed to that matrix s
 back, one copy of each input, output and gradient of every convolution. A network that keeps its hidden
 activations in CNHW (``nflow/flows/nets.py``: Glow's conv3x3 - ReLU - conv1x1 - ReLU - ZeroConv3x3 with 256 or
 512 hidden channels) pays those copies only at its two ends, on the few channels of the coupling's halves. At
-Glow's sizes (N=64, 256 channels, 14x14, float32) each such copy is 12.8 MB, ~3 ms, against ~11 ms for the
-1x1 conv's GEMM (``python -m benchmarks.conv2d_roofline``; figures in benchmarks/RESULTS.md).
+Glow's sizes (N=64, 256 channels, 14x14, float32) each such copy is 12.8 MB, a sizeable fraction of the 1x1
+conv's GEMM (``python -m benchmarks.conv2d_roofline``; the figures are in benchmarks/RESULTS.md).
 
 When the output has fewer channels than the input (Glow's zero-initialised last conv: 256 -> 4 or 16), the
 same FLOPs are laid out the other way round, unfolding the *output* side, whose buffer is k²·C_out rows
@@ -31,29 +31,27 @@ instead of k²·C_in (64 times smaller for 256 -> 4). With ``Wf`` the kernel fli
               dx = Wf ᵀ @ G,   dWf = G @ xᵀ
 
 (flipping is what turns col2im's "shift by p - i" into the correlation's "shift by i - p").
-The rule, :func:`unfolds_output`: unfold the side with fewer channels. Proposed and measured in
-``benchmarks/conv_small_side.py`` (2.3-2.7x on Glow's ZeroConv shapes). With equal channel counts (RealNVP's
-hidden 3x3 convs) it depends on what follows: forward + backward unfold once each on the output side (col2im
-of Z forward, im2col of gy backward, and dx is a plain GEMM) against twice im2col and once col2im on the input
-side, so a training step unfolds the output side; a forward alone (log_prob, sampling) is cheaper on the input
-side, where the GEMM's inner dimension is C·k² instead of C. Measured at 64 -> 64, 3x3, N=64, 28x28, float32,
-one thread (CPU time): forward + backward 290 ms output side against 346 ms input side; forward alone 126 ms
-against 94 ms.
+The rule, :func:`unfolds_output`: unfold the side with fewer channels (``benchmarks/conv_small_side.py``
+measures both sides). With equal channel counts (RealNVP's hidden 3x3 convs) it depends on what follows:
+forward + backward unfold once each on the output side (col2im of Z forward, im2col of gy backward, and dx is
+a plain GEMM) against twice im2col and once col2im on the input side, so a training step unfolds the output
+side; a forward alone (log_prob, sampling) is cheaper on the input side, where the GEMM's inner dimension is
+C·k² instead of C. The measured figures are in benchmarks/RESULTS.md ("Kernels (issue 4)").
 
 ``activation="relu"`` fuses the ReLU that follows the hidden convolutions of the coupling networks into the
 op: the bias add and the ReLU are one in-place pass over the GEMM's output, and backward starts with one pass
 that applies the ReLU's mask and sums the bias gradient (kernel family ``bias_relu``). The pre-activation is
 never kept, and there is no separate ReLU node in the graph.
 
-im2col/col2im run the current backend's kernel (``kernels/dispatch.py``: the Numba kernels of
-``kernels/cpu/conv.py`` on ``numba``, their NumPy twins in ``kernels/reference/conv.py`` otherwise).
+im2col/col2im are the NumPy functions of ``kernels/reference/conv.py`` on every backend (NumPy's strided block
+copies beat hand-written loops here; ``kernels/dispatch.py`` says so where it decides).
 
 Cost: 2·N·C_out·C_in·k²·H·W FLOPs forward, twice that backward (one GEMM for dx, one for dW), either layout.
 Memory: backward keeps the input and the weight; the unfolded buffer (k² times the smaller side) is rebuilt in
 backward rather than kept, trading one cheap unfold for that memory per layer.
 """
 from nflow.backend import get_array_module
-from nflow.kernels.dispatch import kernel
+from nflow.kernels.dispatch import kernel_module
 from nflow.kernels.reference.conv import batch_major
 from nflow.tensor import Function
 
@@ -120,7 +118,7 @@ class Conv2d(Function):
         xc = self._channel_major_view(x)  # (C_in, N, H, W)
         c, n, h, wd = xc.shape
         c_out, _, k, _ = w.shape
-        ops = kernel("conv")
+        ops = kernel_module("conv")
         self.saved, self.ops = (x, w), ops  # backward runs the same backend's im2col/col2im as forward did
         self.output_side = unfolds_output(c, c_out, k, backward_follows=self.records_graph)
         if self.output_side:
@@ -128,7 +126,7 @@ class Conv2d(Function):
         else:
             y = (w.reshape(c_out, c * k * k) @ ops.im2col(xc, k)).reshape(c_out, n, h, wd)
         if self.activation == "relu":
-            self.epilogue = kernel("bias_relu")
+            self.epilogue = kernel_module("bias_relu")
             bias = b if b is not None else get_array_module(y).zeros(c_out, dtype=y.dtype)
             self.epilogue.forward(y.reshape(c_out, -1), bias)  # in place: y is now the activation
             self.saved = (x, w, y)

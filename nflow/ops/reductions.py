@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, logsumexp over an axis (int, tuple or None), with ``keepdims``."""
+"""Reductions: sum, mean, logsumexp over an axis (int, tuple or None), with ``keepdims``; the per-sample sum."""
 from nflow.backend import get_array_module
 from nflow.tensor import Function
 
@@ -91,3 +91,8 @@ def mean(x, axis=None, keepdims=False):
 
 def logsumexp(x, axis=None, keepdims=False):
     return LogSumExp(axis, keepdims)(x)
+
+
+def sum_per_sample(x):
+    """Σ over every axis but the batch axis 0: (N, ...) -> (N,). Log-densities and log-dets are summed this way."""
+    return sum(x, axis=tuple(range(1, x.ndim)))

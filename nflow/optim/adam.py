@@ -1,6 +1,6 @@
 """Adam (Kingma & Ba 2015, Algorithm 1)."""
 from nflow.backend import get_array_module
-from nflow.kernels.dispatch import kernel
+from nflow.kernels.dispatch import kernel_module
 from nflow.optim.optimizer import Optimizer
 
 
@@ -22,5 +22,5 @@ class Adam(Optimizer):
             state["v"] = xp.zeros_like(p.data)
         t = self.step_count
         # one fused pass per parameter (kernel family "adam"; the NumPy twin makes seven)
-        kernel("adam").update(p.data, grad, state["m"], state["v"], step_size=self.lr / (1 - self.beta1 ** t),
+        kernel_module("adam").update(p.data, grad, state["m"], state["v"], step_size=self.lr / (1 - self.beta1 ** t),
                               beta1=self.beta1, beta2=self.beta2, eps=self.eps, bias2=1 - self.beta2 ** t)
