@@ -10,7 +10,7 @@ KERNEL_PACKAGES = ["nflow.kernels"] + ["nflow.kernels." + p for p in find_packag
 
 setup(
     name="nflow",
-    version="0.1.0",
+    version="0.2.0",
     description="Normalizing flows (NICE, RealNVP, Glow) from scratch: a reverse-mode tensor core on "
                 "NumPy/CuPy with hand-written Numba and CUDA kernels",
     long_description=open("README.md", encoding="utf-8").read(),

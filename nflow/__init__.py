@@ -14,7 +14,7 @@ from nflow.metrics import bits_per_dim
 from nflow.random import seed
 from nflow.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",

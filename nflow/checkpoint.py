@@ -33,7 +33,11 @@ import numpy as np
 from nflow.atomic import atomic_write
 from nflow.backend import to_numpy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# What changed at each version, for the message that refuses an older file.
+FORMAT_CHANGES = {
+    2: "nflow 0.2.0: the LU-parameterised 1x1 convolutions no longer keep the unused 'lower_mask' buffer",
+}
 
 KEY_VERSION = "format_version"
 KEY_STEP = "step"
@@ -139,7 +143,7 @@ def load_checkpoint(path):
     """Read a checkpoint written by :func:`save_checkpoint`; return a :class:`Checkpoint`.
 
     Raises :class:`CheckpointError` (naming ``path``) when the file is missing, truncated, corrupted, not a
-    checkpoint, or written by a newer format version.
+    checkpoint, or written in another format version than :data:`FORMAT_VERSION`.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -162,6 +166,11 @@ def load_checkpoint(path):
         if version > FORMAT_VERSION:
             raise CheckpointError(f"checkpoint {path}: format version {version} is newer than this nflow reads "
                                   f"({FORMAT_VERSION}); upgrade nflow")
+        if version < FORMAT_VERSION:
+            changes = "; ".join(FORMAT_CHANGES.get(v, f"format {v}") for v in range(version + 1, FORMAT_VERSION + 1))
+            raise CheckpointError(f"checkpoint {path}: format version {version} is older than this nflow reads "
+                                  f"({FORMAT_VERSION}; since then, {changes}); evaluate or sample from it with "
+                                  "the nflow release that wrote it, or train again")
         model_state = {k[len(MODEL_PREFIX):]: v for k, v in arrays.items() if k.startswith(MODEL_PREFIX)}
         optimizer_state = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
         manifest = _from_json_array(arrays[KEY_MANIFEST])

@@ -122,6 +122,19 @@ def test_a_newer_format_version_is_rejected(tmp_path):
         load_checkpoint(path)
 
 
+def test_an_older_format_version_is_refused_with_what_changed(tmp_path):
+    # format 1 (nflow 0.1.0) kept each LU 1x1 convolution's unused 'lower_mask' buffer; this nflow does not read it
+    contents, _ = example_contents()
+    path = tmp_path / "ck.npz"
+    save_checkpoint(path, **contents)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["format_version"] = np.array(1)
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=r"ck.npz: format version 1 is older .*lower_mask.*nflow release that"):
+        load_checkpoint(path)
+
+
 def test_writer_failing_midway_leaves_the_old_checkpoint_and_no_partial_file(tmp_path, monkeypatch):
     old, _ = example_contents(seed=0)
     path = tmp_path / "ck.npz"

@@ -74,7 +74,6 @@ class InvConv1x1(Flow):
             s = np.diag(upper)
             self.register_buffer("permutation", new_array(p.astype(dtype)))
             self.register_buffer("sign_s", new_array(np.sign(s).astype(dtype)))
-            self.register_buffer("lower_mask", new_array(np.tril(np.ones((channels, channels)), -1).astype(dtype)))
             self.lower = Parameter(new_array(np.tril(lower, -1).astype(dtype)))
             self.upper = Parameter(new_array(np.triu(upper, 1).astype(dtype)))
             self.log_s = Parameter(new_array(np.log(np.abs(s)).astype(dtype)))
@@ -85,8 +84,7 @@ class InvConv1x1(Flow):
         """W as a Tensor in the graph (for LU: built from P, L, U, sign(s), log|s|)."""
         if not self.lu:
             return self.weight
-        # The node masks lower/upper to their strict triangles itself; the ``lower_mask`` buffer is no longer
-        # read but stays registered, so state dicts keep their keys (old checkpoints load, new ones load in old code).
+        # The node reads only the strict triangles of ``lower`` and ``upper``: the other entries get no gradient.
         return lu_weight(self.permutation, self.lower, self.upper, self.sign_s, self.log_s)
 
     def log_abs_det(self):
