@@ -110,11 +110,6 @@ class Tensor:
     def dtype(self):
         return self.data.dtype
 
-    @property
-    def T(self):
-        from nflow.ops.shape import transpose
-        return transpose(self)
-
     def __len__(self):
         return len(self.data)
 
@@ -173,82 +168,9 @@ class Tensor:
         else:
             self.grad += grad
 
-    # -- operators (defined in nflow.ops, imported lazily to keep this module free of op code) ---------
-    def __add__(self, other):
-        from nflow.ops.arithmetic import add
-        return add(self, other)
-
-    def __radd__(self, other):
-        from nflow.ops.arithmetic import add
-        return add(other, self)
-
-    def __sub__(self, other):
-        from nflow.ops.arithmetic import sub
-        return sub(self, other)
-
-    def __rsub__(self, other):
-        from nflow.ops.arithmetic import sub
-        return sub(other, self)
-
-    def __mul__(self, other):
-        from nflow.ops.arithmetic import mul
-        return mul(self, other)
-
-    def __rmul__(self, other):
-        from nflow.ops.arithmetic import mul
-        return mul(other, self)
-
-    def __truediv__(self, other):
-        from nflow.ops.arithmetic import div
-        return div(self, other)
-
-    def __rtruediv__(self, other):
-        from nflow.ops.arithmetic import div
-        return div(other, self)
-
-    def __pow__(self, other):
-        from nflow.ops.arithmetic import pow
-        return pow(self, other)
-
-    def __rpow__(self, other):
-        from nflow.ops.arithmetic import pow
-        return pow(other, self)
-
-    def __neg__(self):
-        from nflow.ops.arithmetic import neg
-        return neg(self)
-
-    def __matmul__(self, other):
-        from nflow.ops.linalg import matmul
-        return matmul(self, other)
-
-    def __rmatmul__(self, other):
-        from nflow.ops.linalg import matmul
-        return matmul(other, self)
-
-    def __getitem__(self, index):
-        from nflow.ops.shape import getitem
-        return getitem(self, index)
-
-    def reshape(self, *shape):
-        from nflow.ops.shape import reshape
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return reshape(self, shape)
-
-    def transpose(self, *axes):
-        from nflow.ops.shape import transpose
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return transpose(self, axes or None)
-
-    def sum(self, axis=None, keepdims=False):
-        from nflow.ops.reductions import sum
-        return sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        from nflow.ops.reductions import mean
-        return mean(self, axis=axis, keepdims=keepdims)
+    # -- operators ------------------------------------------------------------------------------------
+    # + - * / ** @, unary -, [], .T, reshape, transpose, sum and mean build op nodes, which live in nflow/ops and
+    # import this module; nflow/ops/operators.py binds them to this class once, when nflow is imported.
 
 
 def tensor(data, requires_grad=False, dtype=None):
