@@ -23,7 +23,7 @@ Conventions mirrored (x is the [0, 1)-valued input, N the batch, P = H·W pixels
 - Squeeze:     (N, C, H, W) -> (N, 4C, H/2, W/2), channel c·4 + 2·di + dj.
 - ZeroConv2d:  (conv3x3(x) + b) · exp(3 · log_scale).
 - Split:       [z₁, z₂] -> [z₁, (z₂ - μ)·exp(-log σ)], (μ, log σ) = ZeroConv(z₁) split in that order, log-det -Σ log σ.
-- LearnedGaussianPrior: z -> (z - μ)·exp(-log σ) with per-position μ, log σ; log-det -Σ log σ.
+- LearnedStandardise: z -> (z - μ)·exp(-log σ) with per-position μ, log σ; log-det -Σ log σ.
 - NiceScaling: y = x · exp(s), log-det Σ s.
 """
 import math
@@ -360,7 +360,8 @@ class InvConv1x1(Flow):
             s = torch.diagonal(upper)
             self.register_buffer("permutation", p.float())
             self.register_buffer("sign_s", torch.sign(s).float())
-            self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+            # not persistent: nflow keeps no such array (it masks inside its LU kernel)
+            self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1), persistent=False)
             self.lower = nn.Parameter(torch.tril(lower, -1).float())
             self.upper = nn.Parameter(torch.triu(upper, 1).float())
             self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
@@ -421,7 +422,7 @@ class Split(Flow):
         return torch.cat([z1, eps * torch.exp(log_std) + mean], dim=1), _per_sample(log_std)
 
 
-class LearnedGaussianPrior(Flow):
+class LearnedStandardise(Flow):
     def __init__(self, shape):
         super().__init__()
         self.mean = nn.Parameter(torch.zeros(shape))
@@ -519,7 +520,7 @@ class Glow(FlowModel):
                 layers.append(Split(c))
                 c //= 2
             else:
-                layers.append(LearnedGaussianPrior((c, h, w)))
+                layers.append(LearnedStandardise((c, h, w)))
             flows.append(FlowSequence(layers))
         super().__init__(input_shape, Centre(), flows)
         self.to(dtype)

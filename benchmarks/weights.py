@@ -1,7 +1,7 @@
 """Weight transfer between an nflow model and its PyTorch twin (:mod:`benchmarks.torch_models`).
 
 The twin uses nflow's dotted names, so the transfer is a name-by-name copy of every parameter and buffer
-(ActNorm's ``initialised`` flag, the LU permutation, ``sign_s`` and ``lower_mask``), checked both ways:
+(ActNorm's ``initialised`` flag, the LU permutation and ``sign_s``), checked both ways:
 a key on one side and not the other, or a shape that differs, is an error naming the key.
 """
 import numpy as np
@@ -18,10 +18,8 @@ def torch_dtype(np_dtype):
 
 
 def _torch_state(model):
-    """Every parameter and buffer of the torch model by name (the live tensors)."""
-    state = dict(model.named_parameters())
-    state.update(dict(model.named_buffers()))
-    return state
+    """Every parameter and persistent buffer of the torch model by name (the live tensors)."""
+    return dict(model.state_dict(keep_vars=True))
 
 
 def nflow_to_torch(nflow_model, torch_model):

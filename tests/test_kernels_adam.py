@@ -78,14 +78,16 @@ def test_optimizer_takes_the_same_steps_on_both_backends(backend):
 def test_kernel_refuses_bad_input():
     theta, g, m, v = _state(np.random.default_rng(4), (4, 3), np.float32)
     s = dict(HYPER, step_size=1e-3, bias2=1e-3)
-    with pytest.raises(ValueError, match=r"m is float32 \(3,\), the parameter is float32 \(4, 3\)"):
-        cpu_adam.update(theta, g, m[0], v, **s)
-    with pytest.raises(ValueError, match="grad is float64"):
-        cpu_adam.update(theta, g.astype(np.float64), m, v, **s)
-    with pytest.raises(ValueError, match="must be C-ordered"):
-        cpu_adam.update(np.asfortranarray(theta), g, np.asfortranarray(m), np.asfortranarray(v), **s)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        cpu_adam.update(*(a.astype(np.float16) for a in (theta, g, m, v)), **s)
+    for module in (ref_adam, cpu_adam):  # one contract (kernels/reference/adam.py: check), the same sentences
+        with pytest.raises(ValueError, match=r"adam kernel: m must have shape \(4, 3\) for the parameter of shape "
+                                             r"\(4, 3\), got \(3,\)"):
+            module.update(theta, g, m[0], v, **s)
+        with pytest.raises(TypeError, match="adam kernel: grad is float64 but the parameter is float32"):
+            module.update(theta, g.astype(np.float64), m, v, **s)
+        with pytest.raises(ValueError, match="must be C-ordered"):
+            module.update(np.asfortranarray(theta), g, np.asfortranarray(m), np.asfortranarray(v), **s)
+        with pytest.raises(TypeError, match="float32 or float64"):
+            module.update(*(a.astype(np.float16) for a in (theta, g, m, v)), **s)
 
 
 def test_dispatch():

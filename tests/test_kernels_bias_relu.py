@@ -63,16 +63,17 @@ def test_nan_propagates_instead_of_being_clipped(module):
 
 
 def test_kernel_refuses_bad_input():
-    with pytest.raises(ValueError, match=r"z must be \(C, M\) with C = 2"):
-        cpu_bias_relu.forward(np.zeros((3, 4)), np.zeros(2))
-    with pytest.raises(TypeError, match="float32 or float64"):
-        cpu_bias_relu.forward(np.zeros((2, 4), dtype=np.int64), np.zeros(2, dtype=np.int64))
-    with pytest.raises(TypeError, match="z is float32 but the bias is float64"):
-        cpu_bias_relu.forward(np.zeros((2, 4), dtype=np.float32), np.zeros(2))
-    with pytest.raises(ValueError, match="must be C-ordered"):
-        cpu_bias_relu.forward(np.zeros((4, 2)).T, np.zeros(2))
-    with pytest.raises(ValueError, match="must match"):
-        cpu_bias_relu.backward(np.zeros((2, 4)), np.zeros((2, 5)))
+    for module in (ref_bias_relu, cpu_bias_relu):  # one contract (kernels/reference/bias_relu.py), same sentences
+        with pytest.raises(ValueError, match=r"z must be \(C, M\) with C = 2"):
+            module.forward(np.zeros((3, 4)), np.zeros(2))
+        with pytest.raises(TypeError, match="float32 or float64"):
+            module.forward(np.zeros((2, 4), dtype=np.int64), np.zeros(2, dtype=np.int64))
+        with pytest.raises(TypeError, match="z is float32 but the bias is float64"):
+            module.forward(np.zeros((2, 4), dtype=np.float32), np.zeros(2))
+        with pytest.raises(ValueError, match="must be C-ordered"):
+            module.forward(np.zeros((4, 2)).T, np.zeros(2))
+        with pytest.raises(ValueError, match="must match"):
+            module.backward(np.zeros((2, 4)), np.zeros((2, 5)))
 
 
 def test_dispatch():

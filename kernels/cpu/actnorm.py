@@ -15,8 +15,8 @@ one number filled in). Each backward is one pass that writes the input gradient 
 per-channel sums (``prange`` over the channels, so each thread owns its channels' sums: no atomics, no
 per-thread partial arrays). Arithmetic in float64, results stored in the arrays' dtype.
 
-Arrays: x of shape (N, C) or (N, C, H, W) (any number of pixel axes), b and log_s of shape (C,), one float dtype.
-A non-contiguous x is copied to C order by the wrapper first. ``NUMBA_DISABLE_JIT=1`` runs the loops as Python.
+Arrays: x of shape (N, C) or (N, C, H, W) (any number of pixel axes), b and log_s of shape (C,), one float dtype
+(the twin's ``check``, run first). A non-contiguous x is copied to C order by the wrapper first. ``NUMBA_DISABLE_JIT=1`` runs the loops as Python.
 """
 import math
 
@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
+from nflow.kernels.reference.actnorm import check
 
 # See kernels/cpu/affine_coupling.py: "reassoc" lets LLVM vectorise the per-channel sums; error_model="numpy"
 # keeps Python's ZeroDivisionError test (and its branch) out of the loops.
@@ -91,23 +92,8 @@ def _inverse_backward(y, bias, log_s, gx, glogdet, gy, gbias, glog_s):
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _check(x, bias, log_s, name):
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"actnorm kernel: needs float32 or float64 arrays, got {name} of dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(f"actnorm kernel: {name} must be (N, C, ...), got shape {x.shape}")
-    for what, v in (("bias", bias), ("log_s", log_s)):
-        if v.shape != (x.shape[1],):
-            raise ValueError(f"actnorm kernel: {what} must have shape ({x.shape[1]},) for {name} of shape "
-                             f"{x.shape}, got {v.shape}")
-        if v.dtype != x.dtype:
-            raise TypeError(f"actnorm kernel: {what} is {v.dtype} but {name} is {x.dtype}; use one dtype")
-
-
-def _as3d(a, like, name):
-    if a.shape != like.shape or a.dtype != like.dtype:
-        raise ValueError(f"actnorm kernel: {name} must be {like.dtype} of shape {like.shape}, "
-                         f"got {a.dtype} of shape {a.shape}")
+def _as3d(a):
+    """``a`` as a C-ordered (N, C, P) array (copies only a non-contiguous view)."""
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
@@ -118,49 +104,42 @@ def _pixels(x):
     return p
 
 
-def _glogdet(g, x):
-    if g.shape != (x.shape[0],) or g.dtype != x.dtype:
-        raise ValueError(f"actnorm kernel: glogdet must be {x.dtype} of shape ({x.shape[0]},), "
-                         f"got {g.dtype} of shape {g.shape}")
-    return np.ascontiguousarray(g)
-
-
 def _logdet(x, log_s, sign):
     total = sign * _pixels(x) * float(log_s.astype(np.float64).sum())
     return np.full((x.shape[0],), total, dtype=x.dtype)
 
 
 def forward(x, bias, log_s):
-    _check(x, bias, log_s, "x")
-    x3 = _as3d(x, x, "x")
+    check(bias, log_s, x=x)
+    x3 = _as3d(x)
     y = np.empty_like(x3)
     _affine(x3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), 1, y)
     return y.reshape(x.shape), _logdet(x, log_s, 1)
 
 
 def inverse(y, bias, log_s):
-    _check(y, bias, log_s, "y")
-    y3 = _as3d(y, y, "y")
+    check(bias, log_s, y=y)
+    y3 = _as3d(y)
     x = np.empty_like(y3)
     _affine(y3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), -1, x)
     return x.reshape(y.shape), _logdet(y, log_s, -1)
 
 
 def forward_backward(x, bias, log_s, gy, glogdet):
-    _check(x, bias, log_s, "x")
-    x3, gy3 = _as3d(x, x, "x"), _as3d(gy, x, "gy")
+    check(bias, log_s, glogdet, x=x, gy=gy)
+    x3, gy3 = _as3d(x), _as3d(gy)
     gx = np.empty_like(x3)
     gbias, glog_s = np.empty_like(bias), np.empty_like(log_s)
-    _forward_backward(x3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), gy3, _glogdet(glogdet, x),
-                      gx, gbias, glog_s)
+    _forward_backward(x3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), gy3,
+                      np.ascontiguousarray(glogdet), gx, gbias, glog_s)
     return gx.reshape(x.shape), gbias, glog_s
 
 
 def inverse_backward(y, bias, log_s, gx, glogdet):
-    _check(y, bias, log_s, "y")
-    y3, gx3 = _as3d(y, y, "y"), _as3d(gx, y, "gx")
+    check(bias, log_s, glogdet, y=y, gx=gx)
+    y3, gx3 = _as3d(y), _as3d(gx)
     gy = np.empty_like(y3)
     gbias, glog_s = np.empty_like(bias), np.empty_like(log_s)
-    _inverse_backward(y3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), gx3, _glogdet(glogdet, y),
-                      gy, gbias, glog_s)
+    _inverse_backward(y3, np.ascontiguousarray(bias), np.ascontiguousarray(log_s), gx3,
+                      np.ascontiguousarray(glogdet), gy, gbias, glog_s)
     return gy.reshape(y.shape), gbias, glog_s

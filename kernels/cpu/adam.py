@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
+from nflow.kernels.reference.adam import check
 
 
 @njit(cache=True, parallel=PARALLEL, error_model="numpy")
@@ -28,15 +29,8 @@ def _update(theta, grad, m, v, step_size, beta1, one_minus_beta1, beta2, one_min
 
 def update(theta, grad, m, v, step_size, beta1, beta2, eps, bias2):
     """One Adam step on ``theta`` in place (and on its moments ``m``, ``v``)."""
+    check(theta, grad, m, v)
     dtype = theta.dtype
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"adam kernel: needs a float32 or float64 parameter, got {dtype}")
-    for name, a in (("grad", grad), ("m", m), ("v", v)):
-        if a.shape != theta.shape or a.dtype != dtype:
-            raise ValueError(f"adam kernel: {name} is {a.dtype} {a.shape}, the parameter is {dtype} {theta.shape}")
-    for name, a in (("parameter", theta), ("m", m), ("v", v)):
-        if not a.flags.c_contiguous:
-            raise ValueError(f"adam kernel: the {name} is updated in place and must be C-ordered")
     real = dtype.type
     _update(theta.reshape(-1), np.ascontiguousarray(grad).reshape(-1), m.reshape(-1), v.reshape(-1),
             real(step_size), real(beta1), real(1 - beta1), real(beta2), real(1 - beta2), real(eps), real(bias2))

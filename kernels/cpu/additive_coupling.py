@@ -20,15 +20,11 @@ Arrays: ``x`` (N, C, ...) and ``shift`` (N, C_b, ...) with the same trailing axe
 or float64). Non-contiguous inputs (channel slices) are copied to C order by the wrappers before the call,
 since the loops assume it. ``NUMBA_DISABLE_JIT=1`` runs these loops as plain Python.
 """
-import operator
-
 import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
-
-KERNEL = "additive coupling kernel"  # how every error message below names this kernel
-DTYPES = (np.float32, np.float64)
+from nflow.kernels.reference.additive_coupling import check, check_block
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -71,35 +67,6 @@ def _block(g, offset, negate, out):
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _check_array(a, name):
-    if a.dtype not in DTYPES:
-        raise TypeError(f"{KERNEL}: {name} must be float32 or float64, got {a.dtype}")
-    if a.ndim < 2:
-        raise ValueError(f"{KERNEL}: {name} must have shape (N, C, ...), got shape {a.shape}")
-
-
-def _check_block(a, name, start, width):
-    """``start`` and ``width`` as ints, after checking that channels [start, start + width) lie inside ``a``."""
-    start, width = operator.index(start), operator.index(width)
-    if start < 0 or width < 0 or start + width > a.shape[1]:
-        raise ValueError(f"{KERNEL}: channels [{start}, {start + width}) must lie within the {a.shape[1]} "
-                         f"channels of {name} (shape {a.shape})")
-    return start, width
-
-
-def _check_shift(a, name, shift, start):
-    """The transformed block's start, after checking ``shift`` against ``a`` (the full-size array)."""
-    _check_array(a, name)
-    if shift.dtype != a.dtype:
-        raise TypeError(f"{KERNEL}: shift is {shift.dtype} but {name} is {a.dtype}; both must share one float dtype")
-    expected = (a.shape[0], "C_b") + tuple(a.shape[2:])
-    if shift.ndim != a.ndim or shift.shape[0] != a.shape[0] or shift.shape[2:] != a.shape[2:]:
-        raise ValueError(f"{KERNEL}: shift must have shape {expected} for {name} of shape {a.shape}, "
-                         f"got {shift.shape}")
-    start, _ = _check_block(a, name, start, shift.shape[1])
-    return start
-
-
 def _rows(a):
     """``a`` as a C-ordered (N, M) array (copies only a non-contiguous view)."""
     return np.ascontiguousarray(a).reshape(a.shape[0], -1)
@@ -111,7 +78,7 @@ def _run_length(a):
 
 
 def _map(a, name, shift, start, subtract):
-    start = _check_shift(a, name, shift, start)
+    start = check(name, a, shift, start)
     rows, shift_rows = _rows(a), _rows(shift)
     out = np.empty_like(rows)
     _join(rows, shift_rows, start * _run_length(a), subtract, out)
@@ -119,8 +86,7 @@ def _map(a, name, shift, start, subtract):
 
 
 def _slice(g, name, start, width, negate):
-    _check_array(g, name)
-    start, width = _check_block(g, name, start, width)
+    start, width = check_block(name, g, start, width)
     rows = _rows(g)
     p = _run_length(g)
     out = np.empty((g.shape[0], width * p), dtype=g.dtype)

@@ -37,7 +37,7 @@ from numba import njit, prange
 from nflow.kernels.cpu import PARALLEL
 
 from nflow.kernels.cpu.vector_exp import exp
-from nflow.kernels.reference.affine_coupling import SCALE_FORMS, SIGMOID_SHIFT
+from nflow.kernels.reference.affine_coupling import SIGMOID_SHIFT, check
 
 LOG_PRODUCT_RUN = 64  # factors (1 + e) ≤ 2 multiplied before one log: the product stays ≤ 2^64 (no overflow)
 
@@ -134,75 +134,44 @@ def _inverse_backward(y, h, t, gx, glogdet, gy, gh, gt, exp_form):
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _form_flag(form):
-    if form not in SCALE_FORMS:
-        raise ValueError(f"affine coupling kernel: form must be one of {SCALE_FORMS}, got {form!r}")
-    return form == "exp"
-
-
-def _rows(a, dtype, name):
-    """``a`` as a C-ordered (N, M) array, after checking its dtype (copies only a non-contiguous view)."""
-    if a.dtype != dtype:
-        raise TypeError(f"affine coupling kernel: {name} is {a.dtype} but x is {dtype}; all arrays must share "
-                        "one float dtype (float32 or float64)")
+def _rows(a):
+    """``a`` as a C-ordered (N, M) array (copies only a non-contiguous view)."""
     return np.ascontiguousarray(a).reshape(a.shape[0], -1)
-
-
-def _check(first, dtype):
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"affine coupling kernel: needs float32 or float64 arrays, got {dtype}")
-    if first.ndim < 2:
-        raise ValueError(f"affine coupling kernel: needs arrays of shape (N, ...), got shape {first.shape}")
-
-
-def _per_sample(v, n, dtype, name):
-    if v.shape != (n,):
-        raise ValueError(f"affine coupling kernel: {name} must have shape ({n},), got {v.shape}")
-    if v.dtype != dtype:
-        raise TypeError(f"affine coupling kernel: {name} is {v.dtype} but the arrays are {dtype}")
-    return np.ascontiguousarray(v)
 
 
 def forward(x, h, t, form):
     """y = x · s + t, logdet = Σ log s."""
-    exp_form = _form_flag(form)
-    _check(x, x.dtype)
-    xr, hr, tr = _rows(x, x.dtype, "x"), _rows(h, x.dtype, "h"), _rows(t, x.dtype, "t")
+    check(form, x=x, h=h, t=t)
+    xr, hr, tr = _rows(x), _rows(h), _rows(t)
     y = np.empty_like(xr)
     logdet = np.empty(x.shape[0], dtype=x.dtype)
-    _forward(xr, hr, tr, y, logdet, exp_form)
+    _forward(xr, hr, tr, y, logdet, form == "exp")
     return y.reshape(x.shape), logdet
 
 
 def inverse(y, h, t, form):
     """x = (y - t) / s, logdet = -Σ log s."""
-    exp_form = _form_flag(form)
-    _check(y, y.dtype)
-    yr, hr, tr = _rows(y, y.dtype, "y"), _rows(h, y.dtype, "h"), _rows(t, y.dtype, "t")
+    check(form, y=y, h=h, t=t)
+    yr, hr, tr = _rows(y), _rows(h), _rows(t)
     x = np.empty_like(yr)
     logdet = np.empty(y.shape[0], dtype=y.dtype)
-    _inverse(yr, hr, tr, x, logdet, exp_form)
+    _inverse(yr, hr, tr, x, logdet, form == "exp")
     return x.reshape(y.shape), logdet
 
 
 def forward_backward(x, h, gy, glogdet, form):
     """(∂L/∂x, ∂L/∂h, ∂L/∂t) of the forward map, given gy = ∂L/∂y and glogdet = ∂L/∂logdet (N,)."""
-    exp_form = _form_flag(form)
-    _check(x, x.dtype)
-    xr, hr, gyr = _rows(x, x.dtype, "x"), _rows(h, x.dtype, "h"), _rows(gy, x.dtype, "gy")
-    gl = _per_sample(glogdet, x.shape[0], x.dtype, "glogdet")
+    check(form, glogdet, x=x, h=h, gy=gy)
+    xr, hr, gyr = _rows(x), _rows(h), _rows(gy)
     gx, gh = np.empty_like(xr), np.empty_like(xr)
-    _forward_backward(xr, hr, gyr, gl, gx, gh, exp_form)
+    _forward_backward(xr, hr, gyr, np.ascontiguousarray(glogdet), gx, gh, form == "exp")
     return gx.reshape(x.shape), gh.reshape(x.shape), gy
 
 
 def inverse_backward(y, h, t, gx, glogdet, form):
     """(∂L/∂y, ∂L/∂h, ∂L/∂t) of the inverse map, given gx = ∂L/∂x and glogdet = ∂L/∂logdet (N,)."""
-    exp_form = _form_flag(form)
-    _check(y, y.dtype)
-    yr, hr, tr = _rows(y, y.dtype, "y"), _rows(h, y.dtype, "h"), _rows(t, y.dtype, "t")
-    gxr = _rows(gx, y.dtype, "gx")
-    gl = _per_sample(glogdet, y.shape[0], y.dtype, "glogdet")
+    check(form, glogdet, y=y, h=h, t=t, gx=gx)
+    yr, hr, tr, gxr = _rows(y), _rows(h), _rows(t), _rows(gx)
     gy, gh, gt = np.empty_like(yr), np.empty_like(yr), np.empty_like(yr)
-    _inverse_backward(yr, hr, tr, gxr, gl, gy, gh, gt, exp_form)
+    _inverse_backward(yr, hr, tr, gxr, np.ascontiguousarray(glogdet), gy, gh, gt, form == "exp")
     return gy.reshape(y.shape), gh.reshape(y.shape), gt.reshape(y.shape)

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
+from nflow.kernels.reference.bias_relu import check_backward, check_forward
 
 REDUCTION_FLAGS = {"reassoc"}  # lets LLVM vectorise the per-channel sum (see affine_coupling.py)
 
@@ -44,31 +45,16 @@ def _backward(y, gy, g, gb):
         gb[c] = total
 
 
-def _check(a, b_len, dtype, name):
-    if a.ndim != 2 or a.shape[0] != b_len:
-        raise ValueError(f"bias-relu kernel: {name} must be (C, M) with C = {b_len}, got shape {a.shape}")
-    if a.dtype != dtype:
-        raise TypeError(f"bias-relu kernel: {name} is {a.dtype} but the bias is {dtype}; one float dtype for all")
-
-
 def forward(z, b):
     """y = max(z + b, 0), in place in z (which must be C-ordered); returns z."""
-    if b.dtype not in (np.float32, np.float64):
-        raise TypeError(f"bias-relu kernel: needs float32 or float64 arrays, got a bias of dtype {b.dtype}")
-    _check(z, b.shape[0], b.dtype, "z")
-    if not z.flags.c_contiguous:
-        raise ValueError("bias-relu kernel: z is overwritten in place and must be C-ordered")
+    check_forward(z, b)
     _forward(z, b)
     return z
 
 
 def backward(y, gy):
     """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g."""
-    if y.dtype not in (np.float32, np.float64):
-        raise TypeError(f"bias-relu kernel: needs float32 or float64 arrays, got y of dtype {y.dtype}")
-    _check(gy, y.shape[0], y.dtype, "gy")
-    if gy.shape != y.shape:
-        raise ValueError(f"bias-relu kernel: gy {gy.shape} and y {y.shape} must match")
+    check_backward(y, gy)
     y, gy = np.ascontiguousarray(y), np.ascontiguousarray(gy)
     g = np.empty_like(gy)
     gb = np.empty(y.shape[0], dtype=y.dtype)

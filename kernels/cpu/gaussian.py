@@ -12,8 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
-
-from nflow.kernels.reference.gaussian import LOG_2PI
+from nflow.kernels.reference.gaussian import LOG_2PI, check
 
 # As in kernels/cpu/affine_coupling.py: reassociation for vectorised sums, NumPy's division semantics.
 REDUCTION_FLAGS = {"reassoc"}
@@ -42,39 +41,21 @@ def _standard_log_prob_backward(z, glogp, gz):
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _rows(a, like, name):
-    if a.dtype != like.dtype:
-        raise TypeError(f"gaussian kernel: {name} is {a.dtype} but z is {like.dtype}; use one float dtype")
-    if a.shape != like.shape:
-        raise ValueError(f"gaussian kernel: {name} has shape {a.shape}, z has {like.shape}; "
-                         "broadcast them before the call")
+def _rows(a):
+    """``a`` as a C-ordered (N, M) array (copies only a non-contiguous view)."""
     return np.ascontiguousarray(a).reshape(a.shape[0], -1)
 
 
-def _check_z(z):
-    if z.dtype not in (np.float32, np.float64):
-        raise TypeError(f"gaussian kernel: needs float32 or float64 arrays, got {z.dtype}")
-    if z.ndim < 1:
-        raise ValueError("gaussian kernel: z must be (N, ...), got a 0-d array")
-
-
-def _per_sample(g, z):
-    if g.shape != (z.shape[0],) or g.dtype != z.dtype:
-        raise ValueError(f"gaussian kernel: glogp must be {z.dtype} of shape ({z.shape[0]},), "
-                         f"got {g.dtype} of shape {g.shape}")
-    return np.ascontiguousarray(g)
-
-
 def standard_log_prob(z):
-    _check_z(z)
+    check(z)
     out = np.empty(z.shape[0], dtype=z.dtype)
-    _standard_log_prob(_rows(z, z, "z"), out)
+    _standard_log_prob(_rows(z), out)
     return out
 
 
 def standard_log_prob_backward(z, glogp):
-    _check_z(z)
-    zr = _rows(z, z, "z")
+    check(z, glogp)
+    zr = _rows(z)
     gz = np.empty_like(zr)
-    _standard_log_prob_backward(zr, _per_sample(glogp, z), gz)
+    _standard_log_prob_backward(zr, np.ascontiguousarray(glogp), gz)
     return gz.reshape(z.shape)

@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
+from nflow.kernels.reference.invconv import check
 
 # Measured crossovers (module docstring): the loops run up to these channel counts, np.matmul above them.
 MAP_LOOP_MAX_CHANNELS = 2      # forward and ∂L/∂x: BLAS is ahead from C = 3-4 on, in both dtypes
@@ -79,24 +80,16 @@ def _weight_grad(x, gy, gw):
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _check(x, w):
-    """x as a C-ordered (N, C, H·W) array, after checking x and w."""
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"invconv kernel: needs float32 or float64 arrays, got x of dtype {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"invconv kernel: x must be (N, C, H, W), got shape {x.shape}")
-    c = x.shape[1]
-    if w.shape != (c, c):
-        raise ValueError(f"invconv kernel: w must have shape ({c}, {c}) for x of shape {x.shape}, got {w.shape}")
-    if w.dtype != x.dtype:
-        raise TypeError(f"invconv kernel: w is {w.dtype} but x is {x.dtype}; both must share one float dtype")
-    n, _, h, wd = x.shape
-    return np.ascontiguousarray(x).reshape(n, c, h * wd)
+def _pixels_last(a):
+    """``a`` as a C-ordered (N, C, H·W) array (copies only a non-contiguous view)."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a).reshape(n, c, h * w)
 
 
 def forward(x, w):
     """y[n, :, h, w] = W x[n, :, h, w]."""
-    xr = _check(x, w)
+    check(x, w)
+    xr = _pixels_last(x)
     if x.shape[1] > MAP_LOOP_MAX_CHANNELS:
         return np.matmul(w, xr).reshape(x.shape)
     y = np.empty_like(xr)
@@ -106,12 +99,8 @@ def forward(x, w):
 
 def backward(x, w, gy):
     """(∂L/∂x, ∂L/∂W) given gy = ∂L/∂y: gx = Wᵀ gy per pixel, gW = Σ over pixels and samples of gy xᵀ."""
-    xr = _check(x, w)
-    if gy.shape != x.shape:
-        raise ValueError(f"invconv kernel: gy must have the shape of x, {x.shape}, got {gy.shape}")
-    if gy.dtype != x.dtype:
-        raise TypeError(f"invconv kernel: gy is {gy.dtype} but x is {x.dtype}; both must share one float dtype")
-    g = np.ascontiguousarray(gy).reshape(xr.shape)
+    check(x, w, gy)
+    xr, g = _pixels_last(x), _pixels_last(gy)
     c = x.shape[1]
     if c > MAP_LOOP_MAX_CHANNELS:
         gx = np.matmul(w.T, g)

@@ -24,6 +24,8 @@ import math
 import numpy as np
 from numba import njit
 
+from nflow.kernels.reference.lu import check
+
 # error_model="numpy": no ZeroDivisionError test in the loops (see kernels/cpu/affine_coupling.py). These are
 # O(C³) with C ≤ a few hundred, once per training step: no parallel build, no fast-math.
 FLAGS = {"cache": True, "error_model": "numpy"}
@@ -95,31 +97,14 @@ def _weight_backward(perm, lower, upper, sign_s, log_s, gw, g_lower, g_upper, g_
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _check(perm, lower, upper, sign_s, log_s, gw=None):
-    """The inputs as C-ordered arrays, after checking their shapes and dtypes against log_s."""
-    dtype = log_s.dtype
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"lu kernel: needs float32 or float64 arrays, got log_s of dtype {dtype}")
-    if log_s.ndim != 1:
-        raise ValueError(f"lu kernel: log_s must be a vector (C,), got shape {log_s.shape}")
-    c = log_s.shape[0]
-    named = [("perm", perm, (c, c)), ("lower", lower, (c, c)), ("upper", upper, (c, c)), ("sign_s", sign_s, (c,))]
-    if gw is not None:
-        named.append(("gw", gw, (c, c)))
-    out = []
-    for name, a, shape in named:
-        if a.shape != shape:
-            raise ValueError(f"lu kernel: {name} must have shape {shape} for log_s of shape ({c},), got {a.shape}")
-        if a.dtype != dtype:
-            raise TypeError(f"lu kernel: {name} is {a.dtype} but log_s is {dtype}; all arrays must share one "
-                            "float dtype")
-        out.append(np.ascontiguousarray(a))
-    return out + [np.ascontiguousarray(log_s)]
+def _contiguous(*arrays):
+    return [np.ascontiguousarray(a) for a in arrays]
 
 
 def weight(perm, lower, upper, sign_s, log_s):
     """W = P · L · (U + diag(sign(s) · exp(log|s|)))."""
-    args = _check(perm, lower, upper, sign_s, log_s)
+    check(perm, lower, upper, sign_s, log_s)
+    args = _contiguous(perm, lower, upper, sign_s, log_s)
     c = log_s.shape[0]
     w = np.empty((c, c), dtype=log_s.dtype)
     _weight(*args, w)
@@ -128,7 +113,8 @@ def weight(perm, lower, upper, sign_s, log_s):
 
 def weight_backward(perm, lower, upper, sign_s, log_s, gw):
     """(∂L/∂lower, ∂L/∂upper, ∂L/∂log|s|) given gw = ∂L/∂W."""
-    perm, lower, upper, sign_s, gw, log_s = _check(perm, lower, upper, sign_s, log_s, gw)
+    check(perm, lower, upper, sign_s, log_s, gw)
+    perm, lower, upper, sign_s, log_s, gw = _contiguous(perm, lower, upper, sign_s, log_s, gw)
     c = log_s.shape[0]
     g_lower, g_upper = np.empty((c, c), dtype=log_s.dtype), np.empty((c, c), dtype=log_s.dtype)
     g_log_s = np.empty(c, dtype=log_s.dtype)

@@ -23,10 +23,8 @@ import numpy as np
 from numba import njit, prange
 
 from nflow.kernels.cpu import PARALLEL
-from nflow.kernels.reference.squeeze import BLOCK, FACTOR
+from nflow.kernels.reference.squeeze import BLOCK, FACTOR, check_squeeze, check_unsqueeze
 
-KERNEL = "squeeze kernel"  # how every error message below names this kernel
-DTYPES = (np.float32, np.float64)
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -68,19 +66,10 @@ def _unsqueeze(y, x):
 
 
 # --------------------------------------------------------------------------------------------- wrappers
-def _check(a, name):
-    if a.dtype not in DTYPES:
-        raise TypeError(f"{KERNEL}: {name} must be float32 or float64, got {a.dtype}")
-    if a.ndim != 4:
-        raise ValueError(f"{KERNEL}: {name} must have shape (N, C, H, W), got shape {a.shape}")
-
-
 def forward(x):
     """(N, C, H, W) -> (N, 4C, H/2, W/2), y[n, 4c + 2di + dj, i, j] = x[n, c, 2i + di, 2j + dj]."""
-    _check(x, "x")
+    check_squeeze(x)
     n, c, h, w = x.shape
-    if h % FACTOR or w % FACTOR:
-        raise ValueError(f"{KERNEL}: x must have even H and W, got shape {x.shape}")
     y = np.empty((n, c * BLOCK, h // FACTOR, w // FACTOR), dtype=x.dtype)
     _squeeze(np.ascontiguousarray(x), y)
     return y
@@ -88,10 +77,8 @@ def forward(x):
 
 def inverse(y):
     """(N, 4C, H, W) -> (N, C, 2H, 2W), the inverse permutation of :func:`forward`."""
-    _check(y, "y")
+    check_unsqueeze(y)
     n, c4, h, w = y.shape
-    if c4 % BLOCK:
-        raise ValueError(f"{KERNEL}: y must have a multiple of {BLOCK} channels, got shape {y.shape}")
     x = np.empty((n, c4 // BLOCK, h * FACTOR, w * FACTOR), dtype=y.dtype)
     _unsqueeze(np.ascontiguousarray(y), x)
     return x

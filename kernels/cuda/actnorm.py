@@ -9,20 +9,13 @@ CuPy is imported when a function here first runs, never at import.
 import numpy as np
 
 from nflow.kernels.cuda import loader
+from nflow.kernels.reference.actnorm import check
 
 SOURCE = "actnorm.cu"
 
 
-def _prepare(x, bias, log_s, name):
+def _prepare(x, bias, log_s):
     import cupy as cp
-    if x.dtype not in loader.CTYPES:
-        raise TypeError(f"actnorm kernel: needs float32 or float64 arrays, got {name} of dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(f"actnorm kernel: {name} must be (N, C, ...), got shape {x.shape}")
-    for what, v in (("bias", bias), ("log_s", log_s)):
-        if v.shape != (x.shape[1],) or v.dtype != x.dtype:
-            raise ValueError(f"actnorm kernel: {what} must be {x.dtype} of shape ({x.shape[1]},), "
-                             f"got {v.dtype} {v.shape}")
     pixels = x.size // (x.shape[0] * x.shape[1]) if x.size else 0
     return cp, cp.ascontiguousarray(x), cp.ascontiguousarray(bias), cp.ascontiguousarray(log_s), pixels
 
@@ -31,8 +24,8 @@ def _logdet(cp, x, log_s, pixels, sign):
     return cp.full((x.shape[0],), sign * pixels * float(log_s.astype(cp.float64).sum()), dtype=x.dtype)
 
 
-def _map(x, bias, log_s, sign, name):
-    cp, xc, b, ls, pixels = _prepare(x, bias, log_s, name)
+def _map(x, bias, log_s, sign):
+    cp, xc, b, ls, pixels = _prepare(x, bias, log_s)
     out = cp.empty_like(xc)
     kern = loader.function(SOURCE, "actnorm_map", x.dtype)
     kern((loader.blocks(xc.size),), (loader.THREADS,),
@@ -41,21 +34,17 @@ def _map(x, bias, log_s, sign, name):
 
 
 def forward(x, bias, log_s):
-    return _map(x, bias, log_s, 1, "x")
+    check(bias, log_s, x=x)
+    return _map(x, bias, log_s, 1)
 
 
 def inverse(y, bias, log_s):
-    return _map(y, bias, log_s, -1, "y")
+    check(bias, log_s, y=y)
+    return _map(y, bias, log_s, -1)
 
 
-def _backward(x, bias, log_s, g_out, glogdet, inverse, name):
-    cp, xc, b, ls, pixels = _prepare(x, bias, log_s, name)
-    if g_out.shape != x.shape or g_out.dtype != x.dtype:
-        raise ValueError(f"actnorm kernel: the incoming gradient must be {x.dtype} {x.shape}, "
-                         f"got {g_out.dtype} {g_out.shape}")
-    if glogdet.shape != (x.shape[0],) or glogdet.dtype != x.dtype:
-        raise ValueError(f"actnorm kernel: glogdet must be {x.dtype} of shape ({x.shape[0]},), "
-                         f"got {glogdet.dtype} {glogdet.shape}")
+def _backward(x, bias, log_s, g_out, glogdet, inverse):
+    cp, xc, b, ls, pixels = _prepare(x, bias, log_s)
     g = cp.ascontiguousarray(g_out)
     g_in = cp.empty_like(xc)
     gbias = cp.zeros_like(b)
@@ -70,8 +59,10 @@ def _backward(x, bias, log_s, g_out, glogdet, inverse, name):
 
 
 def forward_backward(x, bias, log_s, gy, glogdet):
-    return _backward(x, bias, log_s, gy, glogdet, False, "x")
+    check(bias, log_s, glogdet, x=x, gy=gy)
+    return _backward(x, bias, log_s, gy, glogdet, False)
 
 
 def inverse_backward(y, bias, log_s, gx, glogdet):
-    return _backward(y, bias, log_s, gx, glogdet, True, "y")
+    check(bias, log_s, glogdet, y=y, gx=gx)
+    return _backward(y, bias, log_s, gx, glogdet, True)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from nflow.kernels.cuda import loader
+from nflow.kernels.reference.adam import check
 
 SOURCE = "adam.cu"
 
@@ -10,15 +11,8 @@ SOURCE = "adam.cu"
 def update(theta, grad, m, v, step_size, beta1, beta2, eps, bias2):
     """One Adam step on ``theta`` in place (and on its moments ``m``, ``v``)."""
     import cupy as cp
+    check(theta, grad, m, v)
     dtype = theta.dtype
-    if dtype not in loader.CTYPES:
-        raise TypeError(f"adam kernel: needs a float32 or float64 parameter, got {dtype}")
-    for name, a in (("grad", grad), ("m", m), ("v", v)):
-        if a.shape != theta.shape or a.dtype != dtype:
-            raise ValueError(f"adam kernel: {name} is {a.dtype} {a.shape}, the parameter is {dtype} {theta.shape}")
-    for name, a in (("parameter", theta), ("m", m), ("v", v)):
-        if not a.flags.c_contiguous:
-            raise ValueError(f"adam kernel: the {name} is updated in place and must be C-ordered")
     real = dtype.type
     kern = loader.function(SOURCE, "adam_update", dtype)
     kern((loader.blocks(theta.size),), (loader.THREADS,),

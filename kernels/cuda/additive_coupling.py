@@ -6,36 +6,17 @@ transformed channel block; a copy elsewhere). forward_backward / inverse_backwar
 the incoming one, returned as is (as the twin does); one kernel writes the shift's gradient, the block's slice
 (negated for the inverse). CuPy is imported when a function here first runs, never at import.
 """
-import operator
-
 import numpy as np
 
 from nflow.kernels.cuda import loader
+from nflow.kernels.reference.additive_coupling import check, check_block
 
 SOURCE = "additive_coupling.cu"
-KERNEL = "additive coupling kernel (cupy)"  # how every error message below names this kernel
 
 
 def _cupy():
     import cupy
     return cupy
-
-
-def _check_array(cp, a, name):
-    if not isinstance(a, cp.ndarray):
-        raise TypeError(f"{KERNEL}: {name} must be a CuPy array, got {type(a).__name__}")
-    if a.dtype not in loader.CTYPES:
-        raise TypeError(f"{KERNEL}: {name} must be float32 or float64, got {a.dtype}")
-    if a.ndim < 2:
-        raise ValueError(f"{KERNEL}: {name} must have shape (N, C, ...), got shape {a.shape}")
-
-
-def _check_block(a, name, start, width):
-    start, width = operator.index(start), operator.index(width)
-    if start < 0 or width < 0 or start + width > a.shape[1]:
-        raise ValueError(f"{KERNEL}: channels [{start}, {start + width}) must lie within the {a.shape[1]} "
-                         f"channels of {name} (shape {a.shape})")
-    return start, width
 
 
 def _run_length(a):
@@ -45,15 +26,7 @@ def _run_length(a):
 
 def _map(a, name, shift, start, sign):
     cp = _cupy()
-    _check_array(cp, a, name)
-    _check_array(cp, shift, "shift")
-    if shift.dtype != a.dtype:
-        raise TypeError(f"{KERNEL}: shift is {shift.dtype} but {name} is {a.dtype}; both must share one float dtype")
-    if shift.ndim != a.ndim or shift.shape[0] != a.shape[0] or shift.shape[2:] != a.shape[2:]:
-        expected = (a.shape[0], "C_b") + tuple(a.shape[2:])
-        raise ValueError(f"{KERNEL}: shift must have shape {expected} for {name} of shape {a.shape}, "
-                         f"got {shift.shape}")
-    start, _ = _check_block(a, name, start, shift.shape[1])
+    start = check(name, a, shift, start)
     a, shift = cp.ascontiguousarray(a), cp.ascontiguousarray(shift)
     out = cp.empty_like(a)
     if a.size:
@@ -67,8 +40,7 @@ def _map(a, name, shift, start, sign):
 
 def _slice(g, name, start, width, sign):
     cp = _cupy()
-    _check_array(cp, g, name)
-    start, width = _check_block(g, name, start, width)
+    start, width = check_block(name, g, start, width)
     g = cp.ascontiguousarray(g)
     p = _run_length(g)
     out = cp.empty((g.shape[0], width) + tuple(g.shape[2:]), dtype=g.dtype)

@@ -9,7 +9,7 @@ one kernel writing dy, dh and dt. CuPy is imported when a function here first ru
 import numpy as np
 
 from nflow.kernels.cuda import loader
-from nflow.kernels.reference.affine_coupling import SCALE_FORMS
+from nflow.kernels.reference.affine_coupling import check
 
 SOURCE = "affine_coupling.cu"
 FORM_CODES = {"sigmoid": 0, "exp": 1}  # FORM_EXP in the .cu file
@@ -20,35 +20,13 @@ def _cupy():
     return cupy
 
 
-def _prepare(arrays, names, form):
-    if form not in SCALE_FORMS:
-        raise ValueError(f"affine coupling kernel: form must be one of {SCALE_FORMS}, got {form!r}")
+def _contiguous(*arrays):
     cp = _cupy()
-    first = arrays[0]
-    if first.dtype not in loader.CTYPES:
-        raise TypeError(f"affine coupling kernel: needs float32 or float64 arrays, got {first.dtype}")
-    if first.ndim < 2:
-        raise ValueError(f"affine coupling kernel: needs arrays of shape (N, ...), got shape {first.shape}")
-    out = []
-    for a, name in zip(arrays, names):
-        if not isinstance(a, cp.ndarray):
-            raise TypeError(f"affine coupling kernel (cupy): {name} must be a CuPy array, got {type(a).__name__}")
-        if a.dtype != first.dtype or a.shape != first.shape:
-            raise ValueError(f"affine coupling kernel: {name} is {a.dtype} {a.shape}, {names[0]} is "
-                             f"{first.dtype} {first.shape}; they must match")
-        out.append(cp.ascontiguousarray(a))
-    return cp, out
-
-
-def _glogdet(cp, g, like):
-    if g.shape != (like.shape[0],) or g.dtype != like.dtype:
-        raise ValueError(f"affine coupling kernel: glogdet must be {like.dtype} of shape ({like.shape[0]},), "
-                         f"got {g.dtype} {g.shape}")
-    return cp.ascontiguousarray(g)
+    return cp, [cp.ascontiguousarray(a) for a in arrays]
 
 
 def _map(a, h, t, form, sign):
-    cp, (a, h, t) = _prepare((a, h, t), ("x" if sign > 0 else "y", "h", "t"), form)
+    cp, (a, h, t) = _contiguous(a, h, t)
     n = a.shape[0]
     if n > loader.MAX_BLOCKS:
         raise ValueError(f"affine coupling kernel (cupy): one grid row per sample, so at most {loader.MAX_BLOCKS} "
@@ -64,18 +42,20 @@ def _map(a, h, t, form, sign):
 
 def forward(x, h, t, form):
     """y = x · s + t, logdet = Σ log s."""
+    check(form, x=x, h=h, t=t)
     return _map(x, h, t, form, 1)
 
 
 def inverse(y, h, t, form):
     """x = (y - t) / s, logdet = -Σ log s."""
+    check(form, y=y, h=h, t=t)
     return _map(y, h, t, form, -1)
 
 
 def forward_backward(x, h, gy, glogdet, form):
     """(∂L/∂x, ∂L/∂h, ∂L/∂t) of the forward map."""
-    cp, (xc, hc, gyc) = _prepare((x, h, gy), ("x", "h", "gy"), form)
-    gl = _glogdet(cp, glogdet, x)
+    check(form, glogdet, x=x, h=h, gy=gy)
+    cp, (xc, hc, gyc, gl) = _contiguous(x, h, gy, glogdet)
     gx, gh = cp.empty_like(xc), cp.empty_like(xc)
     kern = loader.function(SOURCE, "affine_coupling_forward_backward", x.dtype)
     kern((loader.blocks(xc.size),), (loader.THREADS,),
@@ -85,8 +65,8 @@ def forward_backward(x, h, gy, glogdet, form):
 
 def inverse_backward(y, h, t, gx, glogdet, form):
     """(∂L/∂y, ∂L/∂h, ∂L/∂t) of the inverse map."""
-    cp, (yc, hc, tc, gxc) = _prepare((y, h, t, gx), ("y", "h", "t", "gx"), form)
-    gl = _glogdet(cp, glogdet, y)
+    check(form, glogdet, y=y, h=h, t=t, gx=gx)
+    cp, (yc, hc, tc, gxc, gl) = _contiguous(y, h, t, gx, glogdet)
     gy, gh, gt = cp.empty_like(yc), cp.empty_like(yc), cp.empty_like(yc)
     kern = loader.function(SOURCE, "affine_coupling_inverse_backward", y.dtype)
     kern((loader.blocks(yc.size),), (loader.THREADS,),

@@ -7,25 +7,15 @@ reduction, one ``atomicAdd`` per block). CuPy is imported when a function here f
 import numpy as np
 
 from nflow.kernels.cuda import loader
+from nflow.kernels.reference.bias_relu import check_backward, check_forward
 
 SOURCE = "bias_relu.cu"
-
-
-def _check(a, b_len, dtype, name):
-    if a.dtype not in loader.CTYPES:
-        raise TypeError(f"bias-relu kernel: needs float32 or float64 arrays, got {name} of dtype {a.dtype}")
-    if a.ndim != 2 or a.shape[0] != b_len:
-        raise ValueError(f"bias-relu kernel: {name} must be (C, M) with C = {b_len}, got shape {a.shape}")
-    if a.dtype != dtype:
-        raise TypeError(f"bias-relu kernel: {name} is {a.dtype}, expected {dtype}; one float dtype for all")
 
 
 def forward(z, b):
     """y = max(z + b, 0), in place in z (which must be C-ordered); returns z."""
     import cupy as cp
-    _check(z, b.shape[0], b.dtype, "z")
-    if not z.flags.c_contiguous:
-        raise ValueError("bias-relu kernel: z is overwritten in place and must be C-ordered")
+    check_forward(z, b)
     kern = loader.function(SOURCE, "bias_relu_forward", z.dtype)
     kern((loader.blocks(z.size),), (loader.THREADS,), (z, cp.ascontiguousarray(b), np.int64(z.shape[1]),
                                                        np.int64(z.size)))
@@ -35,9 +25,7 @@ def forward(z, b):
 def backward(y, gy):
     """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g."""
     import cupy as cp
-    _check(gy, y.shape[0], y.dtype, "gy")
-    if gy.shape != y.shape:
-        raise ValueError(f"bias-relu kernel: gy {gy.shape} and y {y.shape} must match")
+    check_backward(y, gy)
     if y.shape[0] > loader.MAX_BLOCKS:
         raise ValueError(f"bias-relu kernel (cupy): one grid row per channel, at most {loader.MAX_BLOCKS}, "
                          f"got {y.shape[0]}")

@@ -11,6 +11,7 @@ import numpy as np
 
 from nflow.kernels.cuda import loader
 from nflow.kernels.reference import invconv as twin
+from nflow.kernels.reference.invconv import check
 
 SOURCE = "invconv.cu"
 SHARED_WEIGHT_BYTES = 48 * 1024  # dynamic shared memory every CUDA device grants a block by default
@@ -19,23 +20,6 @@ SHARED_WEIGHT_BYTES = 48 * 1024  # dynamic shared memory every CUDA device grant
 def _cupy():
     import cupy
     return cupy
-
-
-def _check(cp, x, w, name="x"):
-    """x as a C-ordered array, after checking x and w."""
-    for what, a in ((name, x), ("w", w)):
-        if not isinstance(a, cp.ndarray):
-            raise TypeError(f"invconv kernel (cupy): {what} must be a CuPy array, got {type(a).__name__}")
-    if x.dtype not in loader.CTYPES:
-        raise TypeError(f"invconv kernel: needs float32 or float64 arrays, got {name} of dtype {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"invconv kernel: {name} must be (N, C, H, W), got shape {x.shape}")
-    c = x.shape[1]
-    if w.shape != (c, c):
-        raise ValueError(f"invconv kernel: w must have shape ({c}, {c}) for {name} of shape {x.shape}, got {w.shape}")
-    if w.dtype != x.dtype:
-        raise TypeError(f"invconv kernel: w is {w.dtype} but {name} is {x.dtype}; both must share one float dtype")
-    return cp.ascontiguousarray(x)
 
 
 def _map(cp, a, w, transpose):
@@ -56,17 +40,16 @@ def _map(cp, a, w, transpose):
 
 def forward(x, w):
     """y[n, :, h, w] = W x[n, :, h, w]."""
+    check(x, w)
     cp = _cupy()
-    return _map(cp, _check(cp, x, w), w, 0)
+    return _map(cp, cp.ascontiguousarray(x), w, 0)
 
 
 def backward(x, w, gy):
     """(∂L/∂x, ∂L/∂W) given gy = ∂L/∂y: gx = Wᵀ gy per pixel, gW = Σ over pixels and samples of gy xᵀ."""
+    check(x, w, gy)
     cp = _cupy()
-    xc = _check(cp, x, w)
-    gyc = _check(cp, gy, w, "gy")
-    if gy.shape != x.shape:
-        raise ValueError(f"invconv kernel: gy must have the shape of x, {x.shape}, got {gy.shape}")
+    xc, gyc = cp.ascontiguousarray(x), cp.ascontiguousarray(gy)
     gx = _map(cp, gyc, w, 1)
     n, c, h, wd = x.shape
     if c > loader.MAX_BLOCKS:

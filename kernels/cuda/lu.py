@@ -8,40 +8,20 @@ CuPy is imported when a function here first runs, never at import.
 import numpy as np
 
 from nflow.kernels.cuda import loader
+from nflow.kernels.reference.lu import check
 
 SOURCE = "lu.cu"
 
 
-def _check(perm, lower, upper, sign_s, log_s, gw=None):
-    """CuPy and the inputs as C-ordered arrays, after checking their types, shapes and dtypes against log_s."""
+def _contiguous(*arrays):
     import cupy as cp
-    if not isinstance(log_s, cp.ndarray):
-        raise TypeError(f"lu kernel (cupy): log_s must be a CuPy array, got {type(log_s).__name__}")
-    dtype = log_s.dtype
-    if dtype not in loader.CTYPES:
-        raise TypeError(f"lu kernel: needs float32 or float64 arrays, got log_s of dtype {dtype}")
-    if log_s.ndim != 1:
-        raise ValueError(f"lu kernel: log_s must be a vector (C,), got shape {log_s.shape}")
-    c = log_s.shape[0]
-    named = [("perm", perm, (c, c)), ("lower", lower, (c, c)), ("upper", upper, (c, c)), ("sign_s", sign_s, (c,))]
-    if gw is not None:
-        named.append(("gw", gw, (c, c)))
-    out = []
-    for name, a, shape in named:
-        if not isinstance(a, cp.ndarray):
-            raise TypeError(f"lu kernel (cupy): {name} must be a CuPy array, got {type(a).__name__}")
-        if a.shape != shape:
-            raise ValueError(f"lu kernel: {name} must have shape {shape} for log_s of shape ({c},), got {a.shape}")
-        if a.dtype != dtype:
-            raise TypeError(f"lu kernel: {name} is {a.dtype} but log_s is {dtype}; all arrays must share one "
-                            "float dtype")
-        out.append(cp.ascontiguousarray(a))
-    return cp, out + [cp.ascontiguousarray(log_s)]
+    return cp, [cp.ascontiguousarray(a) for a in arrays]
 
 
 def weight(perm, lower, upper, sign_s, log_s):
     """W = P · L · (U + diag(sign(s) · exp(log|s|)))."""
-    cp, (p, lo, up, sg, ls) = _check(perm, lower, upper, sign_s, log_s)
+    check(perm, lower, upper, sign_s, log_s)
+    cp, (p, lo, up, sg, ls) = _contiguous(perm, lower, upper, sign_s, log_s)
     c = ls.shape[0]
     scratch, w = cp.empty((c, c), dtype=ls.dtype), cp.empty((c, c), dtype=ls.dtype)
     if c:
@@ -52,7 +32,8 @@ def weight(perm, lower, upper, sign_s, log_s):
 
 def weight_backward(perm, lower, upper, sign_s, log_s, gw):
     """(∂L/∂lower, ∂L/∂upper, ∂L/∂log|s|) given gw = ∂L/∂W."""
-    cp, (p, lo, up, sg, g, ls) = _check(perm, lower, upper, sign_s, log_s, gw)
+    check(perm, lower, upper, sign_s, log_s, gw)
+    cp, (p, lo, up, sg, g, ls) = _contiguous(perm, lower, upper, sign_s, log_s, gw)
     c = ls.shape[0]
     scratch = cp.empty((c, c), dtype=ls.dtype)
     g_lower, g_upper = cp.empty((c, c), dtype=ls.dtype), cp.empty((c, c), dtype=ls.dtype)

@@ -8,20 +8,13 @@ kernel. CuPy is imported when a function here first runs, never at import.
 import numpy as np
 
 from nflow.kernels.cuda import loader
-from nflow.kernels.reference.squeeze import BLOCK, FACTOR
+from nflow.kernels.reference.squeeze import BLOCK, FACTOR, check_squeeze, check_unsqueeze
 
 SOURCE = "squeeze.cu"
-KERNEL = "squeeze kernel (cupy)"  # how every error message below names this kernel
 
 
-def _prepare(a, name):
+def _contiguous(a):
     import cupy as cp
-    if not isinstance(a, cp.ndarray):
-        raise TypeError(f"{KERNEL}: {name} must be a CuPy array, got {type(a).__name__}")
-    if a.dtype not in loader.CTYPES:
-        raise TypeError(f"{KERNEL}: {name} must be float32 or float64, got {a.dtype}")
-    if a.ndim != 4:
-        raise ValueError(f"{KERNEL}: {name} must have shape (N, C, H, W), got shape {a.shape}")
     return cp, cp.ascontiguousarray(a)
 
 
@@ -37,19 +30,17 @@ def _launch(name, src, out, full_shape):
 
 def forward(x):
     """(N, C, H, W) -> (N, 4C, H/2, W/2), y[n, 4c + 2di + dj, i, j] = x[n, c, 2i + di, 2j + dj]."""
-    cp, x = _prepare(x, "x")
+    check_squeeze(x)
+    cp, x = _contiguous(x)
     n, c, h, w = x.shape
-    if h % FACTOR or w % FACTOR:
-        raise ValueError(f"{KERNEL}: x must have even H and W, got shape {x.shape}")
     y = cp.empty((n, c * BLOCK, h // FACTOR, w // FACTOR), dtype=x.dtype)
     return _launch("squeeze_forward", x, y, x.shape)
 
 
 def inverse(y):
     """(N, 4C, H, W) -> (N, C, 2H, 2W), the inverse permutation of :func:`forward`."""
-    cp, y = _prepare(y, "y")
+    check_unsqueeze(y)
+    cp, y = _contiguous(y)
     n, c4, h, w = y.shape
-    if c4 % BLOCK:
-        raise ValueError(f"{KERNEL}: y must have a multiple of {BLOCK} channels, got shape {y.shape}")
     x = cp.empty((n, c4 // BLOCK, h * FACTOR, w * FACTOR), dtype=y.dtype)
     return _launch("squeeze_inverse", y, x, x.shape)

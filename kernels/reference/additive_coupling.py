@@ -19,8 +19,41 @@ Gradients (y = x + E·shift, with E the embedding of channels [start, start + C_
     inverse:  x = y - E·shift, so ∂L/∂y = gx,    ∂L/∂shift = -gx[:, start:start + C_b]
 
 The full-size gradient is the incoming one itself, returned as is (no copy); only the slice is materialised.
+:func:`check` and :func:`check_block` are the contract every implementation of the family checks first.
 """
+import operator
+
 from nflow.backend import get_array_module
+from nflow.kernels.contract import require_float, require_ndim
+
+FAMILY = "additive coupling"
+
+
+def check_block(name, a, start, width):
+    """``a`` float32/float64 of shape (N, C, ...), and channels [start, start + width) inside its C channels.
+    Returns (start, width) as ints."""
+    require_float(FAMILY, name, a)
+    require_ndim(FAMILY, name, a, (2,), "(N, C, ...)")
+    start, width = operator.index(start), operator.index(width)
+    if start < 0 or width < 0 or start + width > a.shape[1]:
+        raise ValueError(f"{FAMILY} kernel: channels [{start}, {start + width}) must lie within the {a.shape[1]} "
+                         f"channels of {name} (shape {tuple(a.shape)})")
+    return start, width
+
+
+def check(name, a, shift, start):
+    """The family's contract for the maps: ``a`` (x or y) of shape (N, C, ...), ``shift`` of shape (N, C_b, ...)
+    with the same batch and trailing axes and dtype, its block [start, start + C_b) inside C. Returns start."""
+    require_float(FAMILY, name, a)
+    if shift.dtype != a.dtype:
+        raise TypeError(f"{FAMILY} kernel: shift is {shift.dtype} but {name} is {a.dtype}; both must share one "
+                        "float dtype")
+    require_ndim(FAMILY, name, a, (2,), "(N, C, ...)")
+    if shift.ndim != a.ndim or shift.shape[0] != a.shape[0] or shift.shape[2:] != a.shape[2:]:
+        expected = (a.shape[0], "C_b") + tuple(a.shape[2:])
+        raise ValueError(f"{FAMILY} kernel: shift must have shape {expected} for {name} of shape {tuple(a.shape)}, "
+                         f"got {tuple(shift.shape)}")
+    return check_block(name, a, start, shift.shape[1])[0]
 
 
 def _block(a, start, width):
@@ -30,6 +63,7 @@ def _block(a, start, width):
 
 def forward(x, shift, start):
     """y = x, with y[:, start:start + C_b] = x[:, start:start + C_b] + shift."""
+    start = check("x", x, shift, start)
     y = x.copy()
     _block(y, start, shift.shape[1])[...] += shift
     return y
@@ -37,6 +71,7 @@ def forward(x, shift, start):
 
 def inverse(y, shift, start):
     """x = y, with x[:, start:start + C_b] = y[:, start:start + C_b] - shift."""
+    start = check("y", y, shift, start)
     x = y.copy()
     _block(x, start, shift.shape[1])[...] -= shift
     return x
@@ -44,6 +79,7 @@ def inverse(y, shift, start):
 
 def forward_backward(gy, start, width):
     """(∂L/∂x, ∂L/∂shift) = (gy, gy[:, start:start + width]) given gy = ∂L/∂y; the slice is C-contiguous."""
+    start, width = check_block("gy", gy, start, width)
     xp = get_array_module(gy)
     return gy, xp.ascontiguousarray(_block(gy, start, width))
 
@@ -51,4 +87,5 @@ def forward_backward(gy, start, width):
 def inverse_backward(gx, start, width):
     """(∂L/∂y, ∂L/∂shift) = (gx, -gx[:, start:start + width]) given gx = ∂L/∂x (the negation is a new
     array)."""
+    start, width = check_block("gx", gx, start, width)
     return gx, -_block(gx, start, width)

@@ -10,11 +10,29 @@ Two forms of the log-scale g (both used by the models):
 
 Arrays: ``x``, ``h``, ``t`` of one shape (N, ...), one floating dtype; the log-det is Σ over all axes but
 the first of log s, shape (N,). Cost: O(N·M) for M elements per sample, one pass, memory-bound.
+:func:`check` is the contract every implementation of the family (this twin, Numba, CUDA) checks first.
 """
 from nflow.backend import get_array_module
+from nflow.kernels.contract import require_float, require_like, require_ndim, require_per_sample
+
+FAMILY = "affine coupling"
 
 SIGMOID_SHIFT = 2.0  # sigmoid(h + 2): identity-like start for zero-initialised networks (Glow)
 SCALE_FORMS = ("sigmoid", "exp")
+
+
+def check(form, glogdet=None, **arrays):
+    """The family's contract: ``form`` one of SCALE_FORMS; the arrays, passed by name (x or y first, then h, t,
+    gradients), float32/float64 of one shape (N, ...); ``glogdet``, where given, one value per sample."""
+    if form not in SCALE_FORMS:
+        raise ValueError(f"{FAMILY} kernel: form must be one of {SCALE_FORMS}, got {form!r}")
+    (first_name, first), *others = arrays.items()
+    require_float(FAMILY, first_name, first)
+    require_ndim(FAMILY, first_name, first, (2,), "(N, ...)")
+    for name, a in others:
+        require_like(FAMILY, name, a, first_name, first)
+    if glogdet is not None:
+        require_per_sample(FAMILY, "glogdet", glogdet, first_name, first)
 
 
 def log_scale(h, form):
@@ -34,6 +52,7 @@ def _per_sample_sum(a):
 
 def forward(x, h, t, form):
     """y = x · s + t, logdet = Σ log s."""
+    check(form, x=x, h=h, t=t)
     log_s, _ = log_scale(h, form)
     xp = get_array_module(x)
     return x * xp.exp(log_s) + t, _per_sample_sum(log_s)
@@ -41,6 +60,7 @@ def forward(x, h, t, form):
 
 def inverse(y, h, t, form):
     """x = (y - t) / s, logdet = -Σ log s."""
+    check(form, y=y, h=h, t=t)
     log_s, _ = log_scale(h, form)
     xp = get_array_module(y)
     return (y - t) * xp.exp(-log_s), -_per_sample_sum(log_s)
@@ -51,6 +71,7 @@ def forward_backward(x, h, gy, glogdet, form):
 
     ∂L/∂x = gy · s,   ∂L/∂t = gy,   ∂L/∂h = (gy · x · s + glogdet) · d(log s)/dh.
     """
+    check(form, glogdet, x=x, h=h, gy=gy)
     xp = get_array_module(x)
     log_s, dlog_s = log_scale(h, form)
     s = xp.exp(log_s)
@@ -63,6 +84,7 @@ def inverse_backward(y, h, t, gx, glogdet, form):
 
     ∂L/∂y = gx / s,   ∂L/∂t = -gx / s,   ∂L/∂h = -(gx · x + glogdet) · d(log s)/dh.
     """
+    check(form, glogdet, y=y, h=h, t=t, gx=gx)
     xp = get_array_module(y)
     log_s, dlog_s = log_scale(h, form)
     r = xp.exp(-log_s)

@@ -13,13 +13,40 @@ NaN is not swallowed: max(NaN, 0) is NaN here as in ``numpy.maximum``, so a dive
 loss instead of being clipped to 0.
 
 Arrays: z, y, gy of shape (C, M), one float dtype; b of shape (C,). ``forward`` overwrites its input z (the
-convolution owns that buffer) and returns it. Cost: O(C·M), memory-bound.
+convolution owns that buffer) and returns it. Cost: O(C·M), memory-bound. :func:`check_forward` and
+:func:`check_backward` are the contract every implementation checks first.
 """
 from nflow.backend import get_array_module
+from nflow.kernels.contract import require_c_order, require_float
+
+FAMILY = "bias-relu"
+
+
+def _check_rows(name, a, channels, dtype):
+    if a.ndim != 2 or a.shape[0] != channels:
+        raise ValueError(f"{FAMILY} kernel: {name} must be (C, M) with C = {channels}, got shape {tuple(a.shape)}")
+    if a.dtype != dtype:
+        raise TypeError(f"{FAMILY} kernel: {name} is {a.dtype} but the bias is {dtype}; one float dtype for all")
+
+
+def check_forward(z, b):
+    """b: float32/float64 (C,); z: (C, M) of b's dtype, C-ordered (it is overwritten)."""
+    require_float(FAMILY, "the bias", b)
+    _check_rows("z", z, b.shape[0], b.dtype)
+    require_c_order(FAMILY, "z", z)
+
+
+def check_backward(y, gy):
+    """y: float32/float64 (C, M); gy: y's shape and dtype."""
+    require_float(FAMILY, "y", y)
+    _check_rows("gy", gy, y.shape[0], y.dtype)
+    if gy.shape != y.shape:
+        raise ValueError(f"{FAMILY} kernel: gy {tuple(gy.shape)} and y {tuple(y.shape)} must match")
 
 
 def forward(z, b):
     """y = max(z + b, 0), computed in place in z; returns z."""
+    check_forward(z, b)
     xp = get_array_module(z)
     z += b[:, None]
     xp.maximum(z, 0, out=z)
@@ -28,5 +55,6 @@ def forward(z, b):
 
 def backward(y, gy):
     """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g."""
+    check_backward(y, gy)
     g = gy * (y > 0)
     return g, g.sum(axis=1)

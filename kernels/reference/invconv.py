@@ -8,10 +8,23 @@ A 1x1 convolution is a matrix product per sample once the pixel axes are flatten
 inverse map is the same forward with W⁻¹ (the layer computes W⁻¹ in float64 and caches it). The log-det,
 H·W·log|det W| per sample, does not depend on x and is computed by the layer, not here.
 
-Arrays: x and gy of shape (N, C, H, W), W of shape (C, C), one float dtype. Results are C-contiguous.
+Arrays: x and gy of shape (N, C, H, W), W of shape (C, C), one float dtype (:func:`check`, the contract every
+implementation checks first). Results are C-contiguous.
 Cost: 2·N·C²·H·W FLOPs forward, twice that backward; memory traffic 2·N·C·H·W elements forward.
 """
 from nflow.backend import get_array_module
+from nflow.kernels.contract import require_float, require_like, require_ndim
+
+FAMILY = "invconv"
+
+
+def check(x, w, gy=None):
+    """x: float32/float64 (N, C, H, W); w: (C, C) of x's dtype; gy, where given, x's shape and dtype."""
+    require_float(FAMILY, "x", x)
+    require_ndim(FAMILY, "x", x, 4, "(N, C, H, W)")
+    require_like(FAMILY, "w", w, "x", x, shape=(x.shape[1], x.shape[1]))
+    if gy is not None:
+        require_like(FAMILY, "gy", gy, "x", x)
 
 
 def _pixels_last(a):
@@ -22,12 +35,14 @@ def _pixels_last(a):
 
 def forward(x, w):
     """y[n] = W @ x[n] with x[n] the (C, H·W) matrix of sample n's pixels."""
+    check(x, w)
     xp = get_array_module(x)
     return xp.matmul(w, _pixels_last(x)).reshape(x.shape)
 
 
 def backward(x, w, gy):
     """(∂L/∂x, ∂L/∂W) given gy = ∂L/∂y: gx[n] = Wᵀ @ gy[n],  gW = Σ_n gy[n] @ x[n]ᵀ."""
+    check(x, w, gy)
     xp = get_array_module(x)
     g, xr = _pixels_last(gy), _pixels_last(x)
     gx = xp.matmul(w.T, g).reshape(x.shape)

@@ -17,9 +17,25 @@ so  g_lower = strictly-lower part of A Ũᵀ,   g_upper = strictly-upper part of
     g_log_s = diag(Lᵀ A) · s            (∂Ũ_ii/∂log|s|_i = s_i).
 
 Arrays: ``perm``, ``lower``, ``upper``, ``gw`` of shape (C, C); ``sign_s``, ``log_s`` of shape (C,); one float
-dtype. Cost: two C×C products each way, O(C³); nothing here depends on the batch.
+dtype (:func:`check`, the contract every implementation checks first). Cost: two C×C products each way, O(C³);
+nothing here depends on the batch.
 """
 from nflow.backend import get_array_module
+from nflow.kernels.contract import require_float, require_like, require_ndim
+
+FAMILY = "lu"
+
+
+def check(perm, lower, upper, sign_s, log_s, gw=None):
+    """log_s: float32/float64 (C,); perm, lower, upper (and gw, where given): (C, C); sign_s: (C,); one dtype."""
+    require_float(FAMILY, "log_s", log_s)
+    require_ndim(FAMILY, "log_s", log_s, 1, "(C,)")
+    c = log_s.shape[0]
+    named = [("perm", perm, (c, c)), ("lower", lower, (c, c)), ("upper", upper, (c, c)), ("sign_s", sign_s, (c,))]
+    if gw is not None:
+        named.append(("gw", gw, (c, c)))
+    for name, a, shape in named:
+        require_like(FAMILY, name, a, "log_s", log_s, shape=shape)
 
 
 def _factors(lower, upper, sign_s, log_s):
@@ -33,12 +49,14 @@ def _factors(lower, upper, sign_s, log_s):
 
 def weight(perm, lower, upper, sign_s, log_s):
     """W = P · (L · Ũ)."""
+    check(perm, lower, upper, sign_s, log_s)
     lo, up, _ = _factors(lower, upper, sign_s, log_s)
     return perm @ (lo @ up)
 
 
 def weight_backward(perm, lower, upper, sign_s, log_s, gw):
     """(∂L/∂lower, ∂L/∂upper, ∂L/∂log|s|) given gw = ∂L/∂W (see the module docstring)."""
+    check(perm, lower, upper, sign_s, log_s, gw)
     xp = get_array_module(lower)
     lo, up, s = _factors(lower, upper, sign_s, log_s)
     a = perm.T @ gw

@@ -95,10 +95,6 @@ class AffineCouplingForward(KernelFunction):
     def __init__(self, form):
         self.form = form
 
-    def validate(self, x, h, t):
-        if not x.shape == h.shape == t.shape:
-            raise ValueError(f"affine coupling: x {x.shape}, log-scale {h.shape} and shift {t.shape} must match")
-
     def forward(self, x, h, t):
         self.saved = (x, h)
         return self.kernel.forward(x, h, t, self.form)
@@ -115,11 +111,6 @@ class AffineCouplingInverse(KernelFunction):
 
     def __init__(self, form):
         self.form = form
-
-    def validate(self, y, h, t):
-        if not y.shape == h.shape == t.shape:
-            raise ValueError(f"affine coupling inverse: y {y.shape}, log-scale {h.shape} and shift {t.shape} "
-                             "must match")
 
     def forward(self, y, h, t):
         self.saved = (y, h, t)

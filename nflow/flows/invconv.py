@@ -156,16 +156,6 @@ class InvConv(KernelFunction):
 
     family = "invconv"
 
-    def validate(self, x, w):
-        if x.ndim != 4:
-            raise ValueError(f"invertible 1x1 convolution: input must be (N, C, H, W), got shape {x.shape}")
-        c = x.shape[1]
-        if w.shape != (c, c):
-            raise ValueError(f"invertible 1x1 convolution: weight must have shape ({c}, {c}) for an input of "
-                             f"shape {x.shape}, got {w.shape}")
-        if w.dtype != x.dtype:
-            raise TypeError(f"invertible 1x1 convolution: dtypes differ: input {x.dtype}, weight {w.dtype}")
-
     def forward(self, x, w):
         self.saved = (x, w)
         return self.kernel.forward(x, w)
@@ -185,18 +175,6 @@ class LUWeight(KernelFunction):
     """
 
     family = "lu"
-
-    def validate(self, perm, lower, upper, sign_s, log_s):
-        if log_s.ndim != 1:
-            raise ValueError(f"LU weight: log|s| must be a vector (C,), got shape {log_s.shape}")
-        c = log_s.shape[0]
-        for name, a, shape in (("P", perm, (c, c)), ("lower", lower, (c, c)), ("upper", upper, (c, c)),
-                               ("sign(s)", sign_s, (c,))):
-            if a.shape != shape:
-                raise ValueError(f"LU weight: {name} must have shape {shape} for log|s| of shape ({c},), "
-                                 f"got {a.shape}")
-            if a.dtype != log_s.dtype:
-                raise TypeError(f"LU weight: {name} is {a.dtype} but log|s| is {log_s.dtype}")
 
     def forward(self, perm, lower, upper, sign_s, log_s):
         self.saved = (perm, lower, upper, sign_s, log_s)

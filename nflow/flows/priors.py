@@ -22,10 +22,6 @@ class StandardGaussianLogProb(KernelFunction):
 
     family = "gaussian"
 
-    def validate(self, z):
-        if z.ndim < 1:
-            raise ValueError(f"standard gaussian log-density: z must be (N, ...), got shape {z.shape}")
-
     def forward(self, z):
         self.saved = z
         return self.kernel.standard_log_prob(z)
