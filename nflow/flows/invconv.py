@@ -54,7 +54,7 @@ def lu_decompose(w):
         factors = u[k + 1:, k] / u[k, k]
         lower[k + 1:, k] = factors
         u[k + 1:, k:] -= np.outer(factors, u[k, k:])
-    # Rows were permuted: (permuted W) = L U, i.e. W = Pᵀ... stated as W = P L U with P[perm[i], i] = 1.
+    # The rows were swapped as ``perm`` records: W[perm] = L U, that is W = P L U with P[perm[i], i] = 1.
     p = np.zeros((n, n))
     p[perm, np.arange(n)] = 1.0
     return p, lower, np.triu(u)
