@@ -1,6 +1,6 @@
 """The same nflow workloads timed in two checkouts of the project, alternating, to show what a change did to speed.
 
-    python -m benchmarks.ab_checkouts OLD_DIR NEW_DIR [--rounds 3] [--repeats 5] [--quick]
+    python -m benchmarks.ab_checkouts OLD_DIR NEW_DIR [--rounds 3] [--repeats 5] [--quick] [--only glow,nice] [--clock cpu]
 
 Each round runs one child process per checkout (order alternating between rounds, so drift in the machine's
 load falls on both sides); a child imports nflow from its checkout, builds the models of the runner's workloads
@@ -17,6 +17,8 @@ import subprocess
 import sys
 
 SEED = 0
+# wall time, or this process's CPU time (all its threads): steadier when other work shares the machine
+CLOCKS = {"wall": "time.perf_counter", "cpu": "time.process_time"}
 WARMUP = 2
 QUICK_SHRINK = 4  # --quick: batches divided by this, as benchmarks/run.py does
 # name -> (model class, constructor kwargs, batch), the runner's three main workloads
@@ -54,14 +56,15 @@ for name, (cls, kwargs, batch) in {workloads!r}.items():
             fn()
         times = []
         for _ in range({repeats}):
-            t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+            t = {clock}(); fn(); times.append({clock}() - t)
         out[name + " " + op] = times
 print(json.dumps(out))
 '''
 
 
-def run_child(checkout, repeats, shrink):
-    code = CHILD.format(checkout=os.path.abspath(checkout), seed=SEED, workloads=WORKLOADS, shrink=shrink,
+def run_child(checkout, repeats, shrink, workloads, clock):
+    code = CHILD.format(checkout=os.path.abspath(checkout), seed=SEED, workloads=workloads, shrink=shrink,
+                        clock=CLOCKS[clock],
                         warmup=WARMUP, repeats=repeats)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=checkout)
     if done.returncode != 0:
@@ -76,7 +79,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help=f"batches divided by {QUICK_SHRINK}")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {', '.join(WORKLOADS)}")
     args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"--only: unknown workloads {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
+    workloads = {name: WORKLOADS[name] for name in args.only.split(",")}
     for checkout in (args.old, args.new):
         if not os.path.isdir(os.path.join(checkout, "nflow", "kernels")):
             parser.error(f"{checkout}: no nflow/kernels inside; see the module docstring for how to make a checkout")
@@ -85,7 +94,7 @@ def main(argv=None):
     for r in range(args.rounds):
         order = (("old", args.old), ("new", args.new)) if r % 2 == 0 else (("new", args.new), ("old", args.old))
         for side, checkout in order:
-            for op, values in run_child(checkout, args.repeats, shrink).items():
+            for op, values in run_child(checkout, args.repeats, shrink, workloads, args.clock).items():
                 times[side].setdefault(op, []).extend(values)
         print(f"round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     print(f"| op (batch{' / ' + str(QUICK_SHRINK) if args.quick else ''}) | old median (s) | new median (s) "
