@@ -5,7 +5,6 @@
 import numpy as np
 
 import nflow.functional as F
-from nflow.backend import get_array_module
 from nflow.flows.base import Flow, check_input, zero_logdet
 from nflow.nn import init
 from nflow.nn.module import Parameter, new_array
