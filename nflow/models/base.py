@@ -8,6 +8,7 @@ and the other half flow on. With x the [0, 1)-valued input, h₀ = preprocess(x)
 
 in nats per sample, for the density of the (already dequantized) input on [0, 1)^D.
 """
+import math
 import warnings
 
 import numpy as np
@@ -19,6 +20,13 @@ from nflow.metrics import bits_per_dim
 from nflow.nn.module import Module, ModuleList
 from nflow.random import default_rng
 from nflow.tensor import Tensor, no_grad
+
+
+def require_count(owner, name, value, minimum=1):
+    """``value`` as an int ≥ ``minimum`` (an architecture's number of levels, steps, channels); raises naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
 
 
 class FlowModel(Module):
@@ -53,6 +61,8 @@ class FlowModel(Module):
         if tuple(t.shape[1:]) != self.input_shape or t.ndim != len(self.input_shape) + 1:
             raise ValueError(f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(t.shape)}")
+        if t.shape[0] == 0:
+            raise ValueError(f"{self.name}: the batch is empty (shape {tuple(t.shape)}); pass at least one sample")
         if t.dtype != self.dtype:
             raise TypeError(f"{self.name}: the model is {self.dtype}, the input is {t.dtype}; convert the input")
         check_finite(t, self.name)
@@ -153,10 +163,10 @@ class FlowModel(Module):
 
     def sample(self, n, temperature=1.0, seed=None):
         """n samples at ``temperature`` (latents drawn from the prior scaled by T; T = 0 gives its mode)."""
-        if n < 1:
-            raise ValueError(f"{self.name}.sample: n must be at least 1, got {n}")
-        if temperature < 0:
-            raise ValueError(f"{self.name}.sample: temperature must be ≥ 0, got {temperature}")
+        n = require_count(f"{self.name}.sample", "n", n)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"{self.name}.sample: temperature must be a finite number ≥ 0, got {temperature!r}")
         rng = np.random.default_rng(seed) if seed is not None else default_rng()
         was_training = self.training
         self.eval()

@@ -16,7 +16,7 @@ from nflow.flows.nets import GlowNet
 from nflow.flows.squeeze import Squeeze
 from nflow.flows.preprocess import Centre
 from nflow.flows.split import LearnedStandardise, Split
-from nflow.models.base import FlowModel
+from nflow.models.base import FlowModel, require_count
 
 COUPLINGS = ("affine", "additive")
 
@@ -41,6 +41,9 @@ class Glow(FlowModel):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
             raise ValueError(f"Glow: input_shape must be (C, H, W), got {input_shape}")
+        for name, value in (("input_shape's C, H and W", min(input_shape)), ("levels", levels), ("steps", steps),
+                            ("hidden", hidden)):
+            require_count("Glow", name, value)
         c, h, w = input_shape
         if h % (2 ** levels) or w % (2 ** levels):
             raise ValueError(f"Glow: {levels} levels squeeze the image {levels} times; H and W must be divisible "

@@ -11,7 +11,7 @@ from nflow.flows.additive_coupling import AdditiveCoupling
 from nflow.flows.nets import MLP
 from nflow.flows.normalization import NiceScaling
 from nflow.flows.permutations import Flatten
-from nflow.models.base import FlowModel
+from nflow.models.base import FlowModel, require_count
 
 
 class NICE(FlowModel):
@@ -20,6 +20,12 @@ class NICE(FlowModel):
     def __init__(self, input_shape=(1, 28, 28), couplings=4, hidden=1000, depth=5, prior="logistic",
                  input_range=(0.0, 1.0), dtype=np.float32):
         input_shape = tuple(input_shape)
+        if not input_shape:
+            raise ValueError("NICE: input_shape must name at least one axis, got ()")
+        require_count("NICE", "every axis of input_shape", min(input_shape))
+        for name, value in (("couplings", couplings), ("hidden", hidden)):
+            require_count("NICE", name, value)
+        require_count("NICE", "depth", depth, minimum=0)  # depth 0: a linear m(), still a valid coupling
         features = int(np.prod(input_shape))
         layers = []
         for i in range(couplings):

@@ -17,7 +17,7 @@ from nflow.flows.normalization import BatchNormFlow
 from nflow.flows.preprocess import LOGIT_ALPHA, Logit
 from nflow.flows.split import Split
 from nflow.flows.squeeze import Squeeze
-from nflow.models.base import FlowModel
+from nflow.models.base import FlowModel, require_count
 
 CHECKERBOARD_PER_SCALE = 3
 CHANNEL_PER_SCALE = 3
@@ -30,6 +30,11 @@ class RealNVP(FlowModel):
     def __init__(self, input_shape=(1, 28, 28), scales=2, hidden=64, couplings=8, depth=2,
                  batch_norm=False, logit_alpha=LOGIT_ALPHA, dtype=np.float32):
         input_shape = tuple(input_shape)
+        if len(input_shape) in (1, 3):
+            require_count("RealNVP", "every axis of input_shape", min(input_shape))
+        for name, value in (("scales", scales), ("hidden", hidden), ("couplings", couplings)):
+            require_count("RealNVP", name, value)
+        require_count("RealNVP", "depth", depth, minimum=0)
         self_config = dict(model="realnvp", input_shape=list(input_shape), scales=scales, hidden=hidden,
                            couplings=couplings, depth=depth, batch_norm=batch_norm, logit_alpha=logit_alpha)
 
