@@ -10,7 +10,7 @@ from nflow.checkpoint import CheckpointError, load_checkpoint
 from nflow.cli.build import build_model, data_kind, default_model_args, load_data
 from nflow.data.dequantize import dequantize
 from nflow.data.toy import PLOT_LIMIT, grid_points
-from nflow.image import heatmap, save_grid, upscale, write_png
+from nflow.image import heatmap, histogram_heatmap, save_grid, upscale, write_png
 from nflow.tensor import no_grad
 from nflow.train import CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_sample_hook
 from nflow.train.hooks import save_samples_png
@@ -143,11 +143,9 @@ def write_density_picture(model, data, path):
     with no_grad():
         density = np.exp(to_numpy(model.log_prob(nflow.tensor(points)).data).astype(np.float64))
     density = density.reshape(DENSITY_RESOLUTION, DENSITY_RESOLUTION)
-    edges = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, DENSITY_RESOLUTION + 1)
-    sample = data[:HISTOGRAM_SAMPLES]
-    counts, _, _ = np.histogram2d(sample[:, 1], sample[:, 0], bins=(edges, edges))
+    histogram = histogram_heatmap(data[:HISTOGRAM_SAMPLES], DENSITY_RESOLUTION, PLOT_LIMIT)
     gap = np.full((DENSITY_RESOLUTION, 4, 3), 255, dtype=np.uint8)
-    picture = np.concatenate([heatmap(counts[::-1]), gap, heatmap(density)], axis=1)
+    picture = np.concatenate([histogram, gap, heatmap(density)], axis=1)
     write_png(path, upscale(picture, DENSITY_SCALE))
     print(f"nflow: data (left) and learned density (right) written to {path}", file=sys.stderr)
 

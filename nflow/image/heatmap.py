@@ -23,3 +23,11 @@ def heatmap(values, vmin=None, vmax=None):
 def save_heatmap(path, values, vmin=None, vmax=None, scale=1):
     """``heatmap`` written as a PNG, enlarged ``scale`` times (nearest neighbour)."""
     write_png(path, upscale(heatmap(values, vmin, vmax), scale))
+
+
+def histogram_heatmap(points, bins, limit):
+    """The heat map of a 2-D histogram of ``points`` (N, 2): counts in ``bins`` × ``bins`` equal cells over
+    [-limit, limit]², y up (row 0 is y = +limit, as :func:`nflow.data.grid_points` lays out its grid)."""
+    edges = np.linspace(-limit, limit, bins + 1)
+    counts, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=(edges, edges))  # rows: y, columns: x
+    return heatmap(counts[::-1])
