@@ -18,8 +18,10 @@ TOY_TRAIN_SIZE = 50_000  # a fixed training set, so epochs mean something and re
 TOY_TEST_SIZE = 10_000
 TOY_TEST_SEED_OFFSET = 10_000  # the test set's seed: the run's seed plus this, never the training draw
 
-# Architectures per (model, kind of data); the command line overrides any of these.
-DEFAULT_ARGS = {
+DEFAULT_MODEL = {"image": "glow", "toy": "realnvp"}  # per kind of data, when --model is not given
+# Architectures per (model, kind of data); the command line overrides any of these. Written out in full, as
+# they are stored in every checkpoint's run config. (The training settings' defaults are nflow.train.config's.)
+DEFAULT_MODEL_ARGS = {
     ("glow", "image"): dict(levels=2, steps=8, hidden=256, lu=True, coupling="affine"),
     ("realnvp", "image"): dict(scales=2, hidden=64),
     ("nice", "image"): dict(couplings=4, hidden=1000, depth=5, prior="logistic"),
@@ -34,10 +36,10 @@ def data_kind(data):
 
 def default_model_args(model, data):
     key = (model, data_kind(data))
-    if key not in DEFAULT_ARGS:
+    if key not in DEFAULT_MODEL_ARGS:
         raise ValueError(f"model {model!r} does not take {data_kind(data)} data ({data!r}); "
                          f"Glow needs images (--data mnist)")
-    return dict(DEFAULT_ARGS[key])
+    return dict(DEFAULT_MODEL_ARGS[key])
 
 
 def build_model(run):
