@@ -7,7 +7,8 @@ evaluation). Each step ``k = 1, 2, …`` (0-based batch index ``s = k - 1``):
 1. take batch ``s`` of a :class:`~nflow.data.BatchSampler` (shuffled per epoch by the seed);
 2. dequantize it when the data is uint8: x = (pixels + u) / 256, u ~ U[0,1) from the run's own Generator;
 3. loss = -(1/N) Σ log p(x_i), in nats; bits/dim = loss / (D ln 2) + log2(n_bins);
-4. back-propagate; clip the global gradient norm to ``max_grad_norm``;
+4. back-propagate (:func:`nflow.reversible.nll_and_backward`, with stored activations or, with
+   ``reversible``, rebuilding them); clip the global gradient norm to ``max_grad_norm``;
 5. if the loss or the gradient norm is NaN/inf, skip the update (and count it; stop with
    :class:`TrainingDiverged` after ``max_consecutive_skips`` in a row), else take an Adam step with the
    warmed-up learning rate lr · min(1, k / warmup_steps);
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 
 import nflow
-import nflow.functional as F
 from nflow import random as nflow_random
 from nflow.backend import to_numpy
 from nflow.checkpoint import Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, save_checkpoint
@@ -73,6 +73,26 @@ class TrainResult:
     bpd: float = math.nan
     skipped_steps: int = 0
     seconds: float = 0.0
+
+
+class _OneLogProbPerExample:
+    """``model`` whose ``log_prob`` is checked to return one value per example, a Tensor of shape (N,): the
+    mean over the batch of anything else (a sum, a per-pixel map) would train on a wrong loss without a word.
+    Everything else is the model's. (The reversible path never calls ``log_prob``: it needs no check.)"""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def log_prob(self, x):
+        log_prob = self.model.log_prob(x)
+        n = x.shape[0]
+        if not isinstance(log_prob, Tensor) or log_prob.shape != (n,):
+            got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
+            raise TypeError(f"{type(self.model).__name__}.log_prob must return a Tensor of shape ({n},), got {got}")
+        return log_prob
 
 
 class Trainer:
@@ -205,25 +225,16 @@ class Trainer:
         return dequantize(x, self.rng, self.n_bins, self.dtype) if self.quantized else x.astype(self.dtype)
 
     def _loss_and_grads(self, x):
-        """Forward and backward; returns (loss, gradient norm before clipping, reason to skip or None)."""
-        if self.config.reversible:
-            loss_value = nll_and_backward(self.model, x, reversible=True)["loss"]
-            if not math.isfinite(loss_value):
-                return loss_value, math.nan, "non-finite loss"
-            return self._clip(loss_value)
-        log_prob = self.model.log_prob(nflow.tensor(x))
-        if not isinstance(log_prob, Tensor) or log_prob.shape != (len(x),):
-            got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
-            raise TypeError(f"{type(self.model).__name__}.log_prob must return a Tensor of shape ({len(x)},), "
-                            f"got {got}")
-        loss = -F.mean(log_prob)
-        loss_value = float(loss.item())
+        """Forward and backward, by :func:`nflow.reversible.nll_and_backward` with stored activations or
+        reversibly; returns (loss, gradient norm before clipping, reason to skip or None).
+
+        The loss is checked after backward: a non-finite loss costs one wasted backward pass, and its
+        gradients are discarded with the update (``_train_step`` zeroes them either way).
+        """
+        model = self.model if self.config.reversible else _OneLogProbPerExample(self.model)
+        loss_value = nll_and_backward(model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
         if not math.isfinite(loss_value):
             return loss_value, math.nan, "non-finite loss"
-        loss.backward()
-        return self._clip(loss_value)
-
-    def _clip(self, loss_value):
         if self.config.max_grad_norm is None:
             norm = grad_norm(self.params)
         else:
