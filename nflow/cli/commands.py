@@ -8,7 +8,7 @@ import nflow
 from nflow.backend import to_numpy
 from nflow.checkpoint import CheckpointError, load_checkpoint
 from nflow.cli.build import DEFAULT_MODEL, build_model, data_kind, default_model_args, load_data
-from nflow.data.dequantize import dequantize
+from nflow.data.dequantize import N_BINS_8BIT, dequantize
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.image import heatmap, histogram_heatmap, save_grid, upscale, write_png
 from nflow.tensor import no_grad
@@ -195,7 +195,7 @@ def interpolate_command(args):
     images = load_data(run, "test", args.data_dir)
     rng = np.random.default_rng(args.seed)
     chosen = rng.choice(len(images), size=2 * args.pairs, replace=False)
-    x = dequantize(images[chosen], rng, 256, model.dtype)
+    x = dequantize(images[chosen], rng, N_BINS_8BIT, model.dtype)
     latents = model.encode(x)
     latents = latents if isinstance(latents, list) else [latents]
     weights = np.linspace(0.0, 1.0, args.points)

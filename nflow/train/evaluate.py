@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 import nflow
-from nflow.data.dequantize import N_BINS_8BIT, dequantize
+from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.metrics import bits_per_dim, n_dims
 from nflow.tensor import no_grad
 
@@ -23,8 +23,7 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
     all NaN when any example's log-density is not finite (counted in ``n_nonfinite``).
     """
     data = np.asarray(data)
-    quantized = data.dtype.kind in "ui"
-    n_bins = n_bins or (N_BINS_8BIT if quantized else 1)
+    n_bins = n_bins or default_n_bins(data)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVAL_NOISE_STREAM,)))
     was_training = getattr(model, "training", None)
     if hasattr(model, "eval"):
@@ -33,8 +32,7 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
     try:
         with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             for start in range(0, len(data), batch_size):
-                x = data[start:start + batch_size]
-                x = dequantize(x, rng, n_bins, dtype) if quantized else x.astype(dtype)
+                x = to_continuous(data[start:start + batch_size], rng, n_bins, dtype)
                 log_prob = model.log_prob(nflow.tensor(x)).numpy().astype(np.float64)
                 nonfinite += int((~np.isfinite(log_prob)).sum())
                 total += float(log_prob.sum())

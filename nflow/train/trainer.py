@@ -36,7 +36,7 @@ from nflow import random as nflow_random
 from nflow.backend import to_numpy
 from nflow.checkpoint import Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, save_checkpoint
 from nflow.data.batches import BatchSampler
-from nflow.data.dequantize import N_BINS_8BIT, dequantize
+from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.image import save_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
@@ -116,8 +116,7 @@ class Trainer:
         if data.dtype.kind not in "uif":
             raise TypeError(f"Trainer: data must be uint8 images or floats, got dtype {data.dtype}")
         self.model, self.data, self.config = model, data, config
-        self.quantized = data.dtype.kind in "ui"
-        self.n_bins = config.n_bins or (N_BINS_8BIT if self.quantized else 1)
+        self.n_bins = config.n_bins or default_n_bins(data)
         self.sample_shape = tuple(data.shape[1:])
         self.run_dir = os.fspath(run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
@@ -221,8 +220,7 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------------
     def batch(self, index):
         """The model input of 0-based step ``index``: dequantized (advancing the noise Generator) or cast."""
-        x = self.data[self.sampler.indices(index)]
-        return dequantize(x, self.rng, self.n_bins, self.dtype) if self.quantized else x.astype(self.dtype)
+        return to_continuous(self.data[self.sampler.indices(index)], self.rng, self.n_bins, self.dtype)
 
     def _loss_and_grads(self, x):
         """Forward and backward, by :func:`nflow.reversible.nll_and_backward` with stored activations or
