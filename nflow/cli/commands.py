@@ -11,10 +11,10 @@ from nflow.cli.build import DEFAULT_MODEL, build_model, data_kind, default_model
 from nflow.data.dequantize import N_BINS_8BIT, dequantize
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.image import heatmap, histogram_heatmap, save_grid, upscale, write_png
-from nflow.tensor import no_grad
 from nflow.train import CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_sample_hook
 from nflow.train.config import default_settings
 from nflow.train.hooks import save_samples_png
+from nflow.train.modes import evaluating
 
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
 DENSITY_SCALE = 2          # and its enlargement
@@ -150,8 +150,7 @@ def train(args):
 def write_density_picture(model, data, path):
     """Side by side: a histogram of the data and the learned density exp(log p), over [-3, 3]²."""
     points = grid_points(DENSITY_RESOLUTION)
-    model.eval()
-    with no_grad():
+    with evaluating(model):
         density = np.exp(to_numpy(model.log_prob(nflow.tensor(points)).data).astype(np.float64))
     density = density.reshape(DENSITY_RESOLUTION, DENSITY_RESOLUTION)
     histogram = histogram_heatmap(data[:HISTOGRAM_SAMPLES], DENSITY_RESOLUTION, PLOT_LIMIT)

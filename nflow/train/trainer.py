@@ -41,8 +41,9 @@ from nflow.image import save_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
 from nflow.reversible import nll_and_backward
-from nflow.tensor import Tensor, no_grad
+from nflow.tensor import Tensor
 from nflow.train.config import TrainConfig
+from nflow.train.modes import evaluating
 from nflow.train.progress import ProgressBar
 from nflow.train.runlog import RunLog, read_log
 from nflow.train.schedule import warmup_lr
@@ -213,10 +214,6 @@ class Trainer:
             self.model.load_state_dict(state)
         self._pending = None
 
-    def _set_training(self, mode):
-        if hasattr(self.model, "train"):
-            self.model.train(mode)
-
     # -- one step ----------------------------------------------------------------------------------------
     def batch(self, index):
         """The model input of 0-based step ``index``: dequantized (advancing the noise Generator) or cast."""
@@ -298,7 +295,8 @@ class Trainer:
         # run starts a fresh one.
         log = RunLog(self.log_path, keep_until=self.step if self.step > 0 else None)
         progress = ProgressBar(self.config.steps, self.step, self.progress_stream, self.config.progress)
-        self._set_training(True)
+        if hasattr(self.model, "train"):
+            self.model.train(True)
         status, signum = "completed", None
         try:
             with StopSignals() as stop:
@@ -333,12 +331,8 @@ class Trainer:
         every = self.config.sample_every
         if self.on_sample is None or not every or self.step % every:
             return
-        self._set_training(False)
-        try:
-            with no_grad():
-                self.on_sample(self.step)
-        finally:
-            self._set_training(True)
+        with evaluating(self.model):
+            self.on_sample(self.step)
 
     def write_curve(self):
         """Plot the logged curve (bits/dim for quantized data, loss in nats otherwise) to ``curve.png``."""
