@@ -7,12 +7,13 @@ evaluate, sample or resume.
 import numpy as np
 
 from nflow.data import DENSITIES, load_mnist, sample_toy
+from nflow.data.mnist import IMAGE_SIZE
 from nflow.models import NICE, Glow, RealNVP
 
 MODELS = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}
 IMAGE_DATA = ("mnist",)
 DATASETS = IMAGE_DATA + tuple(sorted(DENSITIES))
-MNIST_SHAPE = (1, 28, 28)
+MNIST_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # as load_mnist returns them: one grey channel
 TOY_SHAPE = (2,)
 TOY_TRAIN_SIZE = 50_000  # a fixed training set, so epochs mean something and resumption is exact
 TOY_TEST_SIZE = 10_000

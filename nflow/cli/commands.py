@@ -51,12 +51,16 @@ def _checkpoint(path):
         fail(str(e))
 
 
-def _model_from_checkpoint(ck):
+def _trained_model(args):
+    """Select ``--backend``, read the checkpoint named on the command line and rebuild its model: (the model
+    with the checkpoint's parameters, in eval mode; its run configuration; the checkpoint)."""
+    _set_backend(args.backend)
+    ck = _checkpoint(args.checkpoint)
     run = ck.config["run"]
     model = build_model(run)
     model.load_state_dict(ck.model_state)
     model.eval()
-    return model, run
+    return model, run, ck
 
 
 def _run_dir(args, model, data):
@@ -162,9 +166,7 @@ def write_density_picture(model, data, path):
 
 # ---------------------------------------------------------------------------------------------------------
 def evaluate_command(args):
-    _set_backend(args.backend)
-    ck = _checkpoint(args.checkpoint)
-    model, run = _model_from_checkpoint(ck)
+    model, run, ck = _trained_model(args)
     data = load_data(run, "test", args.data_dir, args.limit)
     r = evaluate(model, data, batch_size=args.batch_size, seed=0)
     if r["n_nonfinite"]:
@@ -176,8 +178,7 @@ def evaluate_command(args):
 
 
 def sample_command(args):
-    _set_backend(args.backend)
-    model, _ = _model_from_checkpoint(_checkpoint(args.checkpoint))
+    model, _, _ = _trained_model(args)
     samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
     save_samples_png(args.output, samples)
     print(f"nflow: {args.n} samples at temperature {args.temperature} written to {args.output}", file=sys.stderr)
@@ -185,8 +186,7 @@ def sample_command(args):
 
 
 def interpolate_command(args):
-    _set_backend(args.backend)
-    model, run = _model_from_checkpoint(_checkpoint(args.checkpoint))
+    model, run, _ = _trained_model(args)
     if data_kind(run["data"]) != "image":
         fail(f"interpolate needs an image model; this checkpoint was trained on {run['data']}")
     if args.points < 2:
