@@ -9,6 +9,7 @@ import pytest
 
 from nflow.checkpoint import load_checkpoint
 from nflow.cli import main
+from nflow.train.config import default_settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_mnist = pytest.mark.skipif(not os.environ.get("NFLOW_DATA"), reason="NFLOW_DATA (real MNIST) not set")
@@ -78,6 +79,21 @@ def test_a_non_empty_run_directory_is_not_overwritten_without_force(tmp_path, ca
     with pytest.raises(SystemExit) as e:
         _run("train", "--steps", 2, "--out", out, "--no-progress")
     assert e.value.code == 2 and "not empty" in capsys.readouterr().err
+
+
+def test_training_defaults_per_kind_of_data(tmp_path):
+    """What `nflow train` starts from; nflow.train.config is the one source of these numbers."""
+    common = dict(lr=1e-3, max_grad_norm=100.0, betas=(0.9, 0.999), eps=1e-8, seed=0, max_consecutive_skips=20,
+                  n_bins=None, progress=True, reversible=False, time_limit=None)
+    assert default_settings("toy") == dict(common, steps=3000, batch_size=256, warmup_steps=100,
+                                           checkpoint_every=500, sample_every=0)
+    assert default_settings("image") == dict(common, steps=1000, batch_size=64, warmup_steps=200,
+                                             checkpoint_every=200, sample_every=200)
+    assert _run("train", "--epochs", 1, "--limit", 600, "--hidden", 8, "--couplings", 2, "--out", tmp_path,
+                "--no-progress") == 0
+    saved = load_checkpoint(tmp_path / "checkpoint.npz").config["train"]
+    expected = dict(default_settings("toy"), steps=600 // 256, progress=False)
+    assert saved == dict(expected, betas=list(expected["betas"]))
 
 
 @pytest.mark.parametrize("argv, message", [

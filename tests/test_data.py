@@ -14,6 +14,7 @@ import pytest
 from nflow.data import (DENSITIES, BatchSampler, IDXError, MNISTError, MNISTNotFoundError, dequantize,
                         download_mnist, grid_points, iterate_batches, load_mnist, quantize, read_idx, sample_toy)
 from nflow.data import mnist as mnist_module
+from nflow.data.dequantize import default_n_bins, to_continuous
 
 MNIST_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
@@ -312,6 +313,15 @@ def test_quantize_maps_unit_interval_to_bytes():
     np.testing.assert_array_equal(quantize(np.array([0.0, 1 / 256, 0.5, 0.999, 1.0, -0.2, 1.7, np.nan])),
                                   [0, 1, 128, 255, 255, 0, 255, 0])
 
+
+
+def test_to_continuous_dequantizes_pixels_and_casts_points():
+    pixels, points = np.full((2, 3), 7, np.uint8), np.array([[0.25, -1.5]])
+    np.testing.assert_array_equal(to_continuous(pixels, np.random.default_rng(5), 256, np.float32),
+                                  dequantize(pixels, np.random.default_rng(5)))
+    out = to_continuous(points, np.random.default_rng(5), 1, np.float32)
+    assert out.dtype == np.float32 and np.array_equal(out, points)
+    assert default_n_bins(pixels) == 256 and default_n_bins(points) == 1
 
 # -------------------------------------------------------------------------------------------------------------
 # Toy densities

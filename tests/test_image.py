@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nflow.image import (encode_png, heatmap, make_grid, plot_curve, save_curve, save_grid, text_mask, to_uint8,
-                         write_png)
+from nflow.image import (encode_png, heatmap, histogram_heatmap, make_grid, plot_curve, save_curve, save_grid,
+                         text_mask, to_uint8, write_png)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -196,3 +196,13 @@ def test_heatmap_clips_to_given_limits():
     rgb = heatmap(np.array([[-5.0, 0.0, 10.0]]), vmin=0.0, vmax=1.0)
     np.testing.assert_array_equal(rgb[0, 0], rgb[0, 1])
     np.testing.assert_array_equal(rgb[0, 2], [0xFD, 0xE7, 0x25])
+
+
+def test_histogram_heatmap_puts_y_up_and_x_right():
+    # Two points in the top-right cell, one in the bottom-left, none elsewhere; the point off [-1, 1]² is dropped.
+    points = np.array([[0.9, 0.9], [0.8, 0.7], [-0.9, -0.9], [5.0, 0.0]])
+    rgb = histogram_heatmap(points, bins=2, limit=1.0)
+    assert rgb.shape == (2, 2, 3)
+    np.testing.assert_array_equal(rgb[0, 1], [0xFD, 0xE7, 0x25])  # top right: the most points
+    np.testing.assert_array_equal(rgb[0, 0], [0x44, 0x01, 0x54])  # top left: none
+    np.testing.assert_array_equal(rgb[1, 0], heatmap(np.array([[0.0, 1.0, 2.0]]))[0, 1])  # bottom left: one

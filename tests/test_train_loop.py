@@ -368,7 +368,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path):
 # -------------------------------------------------------------------------------------------------------------
 SCRIPT = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tests and nflow, not an installed copy's
 from test_train_loop import FaultyGaussian, image_data
 from nflow.train import TrainConfig, Trainer
 model = FaultyGaussian((1, 3, 3), delay=0.01)  # slow steps, so the signal lands mid-run
@@ -381,7 +381,8 @@ print(result.status, result.signal, result.step, flush=True)
 def test_sigterm_to_a_training_process_leaves_a_loadable_checkpoint(tmp_path):
     run = tmp_path / "run"
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), run=str(run)))
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script.write_text(SCRIPT.format(tests=tests, root=os.path.dirname(tests), run=str(run)))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -7,19 +7,22 @@ evaluate, sample or resume.
 import numpy as np
 
 from nflow.data import DENSITIES, load_mnist, sample_toy
+from nflow.data.mnist import IMAGE_SIZE
 from nflow.models import NICE, Glow, RealNVP
 
 MODELS = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}
 IMAGE_DATA = ("mnist",)
 DATASETS = IMAGE_DATA + tuple(sorted(DENSITIES))
-MNIST_SHAPE = (1, 28, 28)
+MNIST_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # as load_mnist returns them: one grey channel
 TOY_SHAPE = (2,)
 TOY_TRAIN_SIZE = 50_000  # a fixed training set, so epochs mean something and resumption is exact
 TOY_TEST_SIZE = 10_000
 TOY_TEST_SEED_OFFSET = 10_000  # the test set's seed: the run's seed plus this, never the training draw
 
-# Architectures per (model, kind of data); the command line overrides any of these.
-DEFAULT_ARGS = {
+DEFAULT_MODEL = {"image": "glow", "toy": "realnvp"}  # per kind of data, when --model is not given
+# Architectures per (model, kind of data); the command line overrides any of these. Written out in full, as
+# they are stored in every checkpoint's run config. (The training settings' defaults are nflow.train.config's.)
+DEFAULT_MODEL_ARGS = {
     ("glow", "image"): dict(levels=2, steps=8, hidden=256, lu=True, coupling="affine"),
     ("realnvp", "image"): dict(scales=2, hidden=64),
     ("nice", "image"): dict(couplings=4, hidden=1000, depth=5, prior="logistic"),
@@ -34,10 +37,10 @@ def data_kind(data):
 
 def default_model_args(model, data):
     key = (model, data_kind(data))
-    if key not in DEFAULT_ARGS:
+    if key not in DEFAULT_MODEL_ARGS:
         raise ValueError(f"model {model!r} does not take {data_kind(data)} data ({data!r}); "
                          f"Glow needs images (--data mnist)")
-    return dict(DEFAULT_ARGS[key])
+    return dict(DEFAULT_MODEL_ARGS[key])
 
 
 def build_model(run):

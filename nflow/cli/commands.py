@@ -7,23 +7,23 @@ import numpy as np
 import nflow
 from nflow.backend import to_numpy
 from nflow.checkpoint import CheckpointError, load_checkpoint
-from nflow.cli.build import build_model, data_kind, default_model_args, load_data
-from nflow.data.dequantize import dequantize
+from nflow.cli.build import DEFAULT_MODEL, build_model, data_kind, default_model_args, load_data
+from nflow.data.dequantize import N_BINS_8BIT, dequantize
 from nflow.data.toy import PLOT_LIMIT, grid_points
-from nflow.image import heatmap, save_grid, upscale, write_png
-from nflow.tensor import no_grad
+from nflow.image import heatmap, histogram_heatmap, save_grid, upscale, write_png
 from nflow.train import CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_sample_hook
+from nflow.train.config import default_settings
 from nflow.train.hooks import save_samples_png
+from nflow.train.modes import evaluating
 
-# Training defaults per kind of data: the toy default is the one-command demo (about a minute on 2 cores).
-TRAIN_DEFAULTS = {
-    "toy": dict(steps=3000, batch_size=256, lr=1e-3, warmup=100, checkpoint_every=500, sample_every=0),
-    "image": dict(steps=1000, batch_size=64, lr=1e-3, warmup=200, checkpoint_every=200, sample_every=200),
-}
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
 DENSITY_SCALE = 2          # and its enlargement
 HISTOGRAM_SAMPLES = 100_000
 SAMPLE_TEMPERATURE = 0.7   # of the sample grids written during image training (Glow §5)
+# Flags of `nflow train` -> the setting they give: of the TrainConfig, and of the model's architecture.
+TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup_steps",
+               "max_grad_norm": "max_grad_norm", "checkpoint_every": "checkpoint_every",
+               "sample_every": "sample_every"}
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
               "depth": "depth", "scales": "scales", "coupling": "coupling"}
 
@@ -51,12 +51,16 @@ def _checkpoint(path):
         fail(str(e))
 
 
-def _model_from_checkpoint(ck):
+def _trained_model(args):
+    """Select ``--backend``, read the checkpoint named on the command line and rebuild its model: (the model
+    with the checkpoint's parameters, in eval mode; its run configuration; the checkpoint)."""
+    _set_backend(args.backend)
+    ck = _checkpoint(args.checkpoint)
     run = ck.config["run"]
     model = build_model(run)
     model.load_state_dict(ck.model_state)
     model.eval()
-    return model, run
+    return model, run, ck
 
 
 def _run_dir(args, model, data):
@@ -74,44 +78,55 @@ def _run_dir(args, model, data):
 
 
 # ---------------------------------------------------------------------------------------------------------
+def _given(args, flags):
+    """{setting: value} for each flag in ``flags`` (flag -> setting) that was given on the command line."""
+    return {setting: getattr(args, flag) for flag, setting in flags.items() if getattr(args, flag) is not None}
+
+
+def _new_run(args):
+    """The run configuration of a new run (stored in its checkpoints): model, architecture, data, seed."""
+    model_name = args.model or DEFAULT_MODEL[data_kind(args.data)]
+    try:
+        model_args = default_model_args(model_name, args.data)
+    except ValueError as e:
+        fail(str(e))
+    model_args.update(_given(args, ARCH_FLAGS))
+    if args.no_lu:
+        model_args["lu"] = False
+    return dict(model=model_name, model_args=model_args, data=args.data, seed=args.seed, limit=args.limit,
+                dtype="float32")
+
+
+def _new_settings(args, n_examples):
+    """The TrainConfig settings of a new run: the flags given, the defaults for its kind of data otherwise."""
+    settings = {**default_settings(data_kind(args.data)), **_given(args, TRAIN_FLAGS)}
+    if args.epochs:
+        settings["steps"] = args.epochs * max(n_examples // settings["batch_size"], 1)
+    settings.update(seed=args.seed, reversible=args.reversible)
+    return settings
+
+
+def _resumed_settings(args, checkpoint):
+    """The TrainConfig settings of a resumed run: the checkpoint's, with --steps if given (the rest of what
+    a resumed run may change, progress and time limit, is set by the caller for new and resumed runs alike)."""
+    settings = dict(checkpoint.config["train"])
+    settings["steps"] = args.steps or settings["steps"]
+    return settings
+
+
 def train(args):
     _set_backend(args.backend)
-    if args.resume:
-        ck = _checkpoint(args.resume)
-        run = ck.config["run"]
-        saved = ck.config["train"]
-        steps = args.steps or saved["steps"]
-        config = TrainConfig.from_dict({**saved, "steps": steps, "progress": not args.no_progress,
-                                        "time_limit": args.minutes * 60 if args.minutes else None})
-        out = args.out or os.path.dirname(os.path.abspath(args.resume if not os.path.isdir(args.resume)
-                                                         else os.path.join(args.resume, CHECKPOINT_NAME)))
+    checkpoint = _checkpoint(args.resume) if args.resume else None
+    if checkpoint is not None:
+        run = checkpoint.config["run"]
+        out = args.out or os.path.dirname(os.path.abspath(checkpoint.path))
     else:
-        model_name = args.model or ("glow" if args.data == "mnist" else "realnvp")
-        try:
-            model_args = default_model_args(model_name, args.data)
-        except ValueError as e:
-            fail(str(e))
-        for flag, key in ARCH_FLAGS.items():
-            if getattr(args, flag) is not None:
-                model_args[key] = getattr(args, flag)
-        if args.no_lu:
-            model_args["lu"] = False
-        run = dict(model=model_name, model_args=model_args, data=args.data, seed=args.seed, limit=args.limit,
-                   dtype="float32")
-        defaults = TRAIN_DEFAULTS[data_kind(args.data)]
-        out = _run_dir(args, model_name, args.data)
+        run = _new_run(args)
+        out = _run_dir(args, run["model"], run["data"])
     data = load_data(run, "train", args.data_dir, run.get("limit"))
-    if not args.resume:
-        batch_size = args.batch_size or defaults["batch_size"]
-        steps = args.steps or (args.epochs * max(len(data) // batch_size, 1) if args.epochs else defaults["steps"])
-        config = TrainConfig(steps=steps, batch_size=batch_size, lr=args.lr or defaults["lr"],
-                             warmup_steps=defaults["warmup"] if args.warmup is None else args.warmup,
-                             max_grad_norm=args.max_grad_norm or TrainConfig.max_grad_norm, seed=args.seed,
-                             checkpoint_every=(defaults["checkpoint_every"] if args.checkpoint_every is None
-                                               else args.checkpoint_every),
-                             sample_every=defaults["sample_every"] if args.sample_every is None else args.sample_every,
-                             progress=not args.no_progress, reversible=args.reversible,
-                             time_limit=args.minutes * 60 if args.minutes else None)
+    settings = _resumed_settings(args, checkpoint) if checkpoint is not None else _new_settings(args, len(data))
+    config = TrainConfig.from_dict({**settings, "progress": not args.no_progress,
+                                    "time_limit": args.minutes * 60 if args.minutes else None})
     nflow.seed(run["seed"])
     try:
         model = build_model(run)
@@ -125,7 +140,7 @@ def train(args):
           file=sys.stderr)
     trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook)
     try:
-        result = trainer.fit(resume=ck if args.resume else None)
+        result = trainer.fit(resume=checkpoint)
     except TrainingDiverged as e:
         print(f"nflow: training stopped: {e}", file=sys.stderr)
         return 1
@@ -139,24 +154,19 @@ def train(args):
 def write_density_picture(model, data, path):
     """Side by side: a histogram of the data and the learned density exp(log p), over [-3, 3]²."""
     points = grid_points(DENSITY_RESOLUTION)
-    model.eval()
-    with no_grad():
+    with evaluating(model):
         density = np.exp(to_numpy(model.log_prob(nflow.tensor(points)).data).astype(np.float64))
     density = density.reshape(DENSITY_RESOLUTION, DENSITY_RESOLUTION)
-    edges = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, DENSITY_RESOLUTION + 1)
-    sample = data[:HISTOGRAM_SAMPLES]
-    counts, _, _ = np.histogram2d(sample[:, 1], sample[:, 0], bins=(edges, edges))
+    histogram = histogram_heatmap(data[:HISTOGRAM_SAMPLES], DENSITY_RESOLUTION, PLOT_LIMIT)
     gap = np.full((DENSITY_RESOLUTION, 4, 3), 255, dtype=np.uint8)
-    picture = np.concatenate([heatmap(counts[::-1]), gap, heatmap(density)], axis=1)
+    picture = np.concatenate([histogram, gap, heatmap(density)], axis=1)
     write_png(path, upscale(picture, DENSITY_SCALE))
     print(f"nflow: data (left) and learned density (right) written to {path}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------
 def evaluate_command(args):
-    _set_backend(args.backend)
-    ck = _checkpoint(args.checkpoint)
-    model, run = _model_from_checkpoint(ck)
+    model, run, ck = _trained_model(args)
     data = load_data(run, "test", args.data_dir, args.limit)
     r = evaluate(model, data, batch_size=args.batch_size, seed=0)
     if r["n_nonfinite"]:
@@ -168,8 +178,7 @@ def evaluate_command(args):
 
 
 def sample_command(args):
-    _set_backend(args.backend)
-    model, _ = _model_from_checkpoint(_checkpoint(args.checkpoint))
+    model, _, _ = _trained_model(args)
     samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
     save_samples_png(args.output, samples)
     print(f"nflow: {args.n} samples at temperature {args.temperature} written to {args.output}", file=sys.stderr)
@@ -177,8 +186,7 @@ def sample_command(args):
 
 
 def interpolate_command(args):
-    _set_backend(args.backend)
-    model, run = _model_from_checkpoint(_checkpoint(args.checkpoint))
+    model, run, _ = _trained_model(args)
     if data_kind(run["data"]) != "image":
         fail(f"interpolate needs an image model; this checkpoint was trained on {run['data']}")
     if args.points < 2:
@@ -186,7 +194,7 @@ def interpolate_command(args):
     images = load_data(run, "test", args.data_dir)
     rng = np.random.default_rng(args.seed)
     chosen = rng.choice(len(images), size=2 * args.pairs, replace=False)
-    x = dequantize(images[chosen], rng, 256, model.dtype)
+    x = dequantize(images[chosen], rng, N_BINS_8BIT, model.dtype)
     latents = model.encode(x)
     latents = latents if isinstance(latents, list) else [latents]
     weights = np.linspace(0.0, 1.0, args.points)

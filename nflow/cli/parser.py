@@ -4,6 +4,7 @@ import math
 
 from nflow.backend import BACKENDS
 from nflow.cli.build import DATASETS, MODELS
+from nflow.train.evaluate import DEFAULT_EVAL_BATCH
 
 
 def checked(convert, accept, what):
@@ -69,7 +70,7 @@ def make_parser():
     ev.add_argument("checkpoint", help="a checkpoint file or a run directory")
     ev.add_argument("--data-dir", default=None)
     ev.add_argument("--limit", type=positive_int, default=None, help="evaluate on the first N test examples")
-    ev.add_argument("--batch-size", type=positive_int, default=500)
+    ev.add_argument("--batch-size", type=positive_int, default=DEFAULT_EVAL_BATCH)
     ev.add_argument("--backend", choices=BACKENDS, default=None)
 
     sa = sub.add_parser("sample", help="draw samples into a PNG")

@@ -41,3 +41,20 @@ def quantize(x, n_bins=N_BINS_8BIT):
         raise ValueError(f"quantize: uint8 holds at most {N_BINS_8BIT} bins, got n_bins={n_bins}")
     x = np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     return np.minimum(np.floor(x * n_bins), n_bins - 1).astype(np.uint8)
+
+
+def is_quantized(data):
+    """Whether ``data`` holds integer pixel values, to be dequantized, rather than continuous values."""
+    return np.asarray(data).dtype.kind in "ui"
+
+
+def default_n_bins(data):
+    """The quantisation levels of ``data`` for bits/dim when none are given: 256 for integer (8-bit) pixels,
+    1 for continuous values (bits/dim is then the density's code length per dimension)."""
+    return N_BINS_8BIT if is_quantized(data) else 1
+
+
+def to_continuous(batch, rng, n_bins, dtype):
+    """A batch as a density model takes it: integer pixels dequantized with noise from ``rng`` (see
+    :func:`dequantize`), continuous values cast to ``dtype``."""
+    return dequantize(batch, rng, n_bins, dtype) if is_quantized(batch) else np.asarray(batch).astype(dtype)

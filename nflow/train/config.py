@@ -1,5 +1,10 @@
-"""The settings of a training run, one dataclass, stored in every checkpoint as JSON."""
-from dataclasses import asdict, dataclass, fields
+"""The settings of a training run, one dataclass, stored in every checkpoint as JSON, and their defaults.
+
+This file is the one source of the training defaults: :class:`TrainConfig`'s fields hold them, and
+:data:`DATA_KIND_SETTINGS` says where a run on toy points or on images starts from something else
+(:func:`default_settings`, which the command line builds its runs from).
+"""
+from dataclasses import MISSING, asdict, dataclass, fields
 
 # Stop after this many consecutive steps whose loss or gradient norm is NaN or inf: one bad batch is worth
 # skipping, twenty in a row mean the parameters or the learning rate are broken and waiting will not help.
@@ -92,3 +97,19 @@ class TrainConfig:
             return list(value) if isinstance(value, tuple) else value
 
         return [k for k in TRAJECTORY_FIELDS if plain(mine.get(k)) != plain(other.get(k))]
+
+
+# What a run on each kind of data changes from TrainConfig's defaults (the command line's starting point; its
+# flags override any of these). Toy points: the one-command demo, `nflow train` in about a minute on 2 cores,
+# with large batches of cheap 2-D points. Images: a short Glow run, with sample sheets as it goes.
+DATA_KIND_SETTINGS = {
+    "toy": dict(steps=3000, batch_size=256, warmup_steps=100, checkpoint_every=500),
+    "image": dict(steps=1000, warmup_steps=200, checkpoint_every=200, sample_every=200),
+}
+
+
+def default_settings(kind):
+    """The keyword arguments of a :class:`TrainConfig` for a run on ``kind`` of data ("toy" or "image"):
+    every field's default, with :data:`DATA_KIND_SETTINGS` on top."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    return {**defaults, **DATA_KIND_SETTINGS[kind]}

@@ -4,9 +4,9 @@ import math
 import numpy as np
 
 import nflow
-from nflow.data.dequantize import N_BINS_8BIT, dequantize
+from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.metrics import bits_per_dim, n_dims
-from nflow.tensor import no_grad
+from nflow.train.modes import evaluating
 
 DEFAULT_EVAL_BATCH = 500
 # The SeedSequence spawn key of evaluation's dequantization noise (training uses 0 and 1).
@@ -23,25 +23,16 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
     all NaN when any example's log-density is not finite (counted in ``n_nonfinite``).
     """
     data = np.asarray(data)
-    quantized = data.dtype.kind in "ui"
-    n_bins = n_bins or (N_BINS_8BIT if quantized else 1)
+    n_bins = n_bins or default_n_bins(data)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVAL_NOISE_STREAM,)))
-    was_training = getattr(model, "training", None)
-    if hasattr(model, "eval"):
-        model.eval()
     total, total_sq, nonfinite = 0.0, 0.0, 0
-    try:
-        with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            for start in range(0, len(data), batch_size):
-                x = data[start:start + batch_size]
-                x = dequantize(x, rng, n_bins, dtype) if quantized else x.astype(dtype)
-                log_prob = model.log_prob(nflow.tensor(x)).numpy().astype(np.float64)
-                nonfinite += int((~np.isfinite(log_prob)).sum())
-                total += float(log_prob.sum())
-                total_sq += float((log_prob ** 2).sum())
-    finally:
-        if was_training is not None and hasattr(model, "train"):
-            model.train(was_training)
+    with evaluating(model), np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for start in range(0, len(data), batch_size):
+            x = to_continuous(data[start:start + batch_size], rng, n_bins, dtype)
+            log_prob = model.log_prob(nflow.tensor(x)).numpy().astype(np.float64)
+            nonfinite += int((~np.isfinite(log_prob)).sum())
+            total += float(log_prob.sum())
+            total_sq += float((log_prob ** 2).sum())
     n = len(data)
     nll = -total / n if not nonfinite else math.nan
     variance = max(total_sq / n - (total / n) ** 2, 0.0) * n / max(n - 1, 1)

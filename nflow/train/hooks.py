@@ -5,7 +5,7 @@ import numpy as np
 
 from nflow.backend import to_numpy
 from nflow.data.toy import PLOT_LIMIT
-from nflow.image import save_grid, save_heatmap
+from nflow.image import histogram_heatmap, save_grid, upscale, write_png
 
 HIST_BINS = 200  # resolution of the 2-D histogram drawn for toy samples
 HIST_SCALE = 2  # and its enlargement in the PNG
@@ -23,9 +23,7 @@ def save_samples_png(path, samples, nrow=8):
     if samples.ndim == 4:
         save_grid(path, np.clip(samples, 0.0, 1.0), nrow=nrow)
     elif samples.ndim == 2 and samples.shape[1] == 2:
-        edges = np.linspace(-PLOT_LIMIT, PLOT_LIMIT, HIST_BINS + 1)
-        counts, _, _ = np.histogram2d(samples[:, 1], samples[:, 0], bins=(edges, edges))
-        save_heatmap(path, counts[::-1], scale=HIST_SCALE)
+        write_png(path, upscale(histogram_heatmap(samples, HIST_BINS, PLOT_LIMIT), HIST_SCALE))
     else:
         raise ValueError(f"save_samples_png: expected images (N, C, H, W) or points (N, 2), got {samples.shape}")
 

@@ -7,7 +7,8 @@ evaluation). Each step ``k = 1, 2, …`` (0-based batch index ``s = k - 1``):
 1. take batch ``s`` of a :class:`~nflow.data.BatchSampler` (shuffled per epoch by the seed);
 2. dequantize it when the data is uint8: x = (pixels + u) / 256, u ~ U[0,1) from the run's own Generator;
 3. loss = -(1/N) Σ log p(x_i), in nats; bits/dim = loss / (D ln 2) + log2(n_bins);
-4. back-propagate; clip the global gradient norm to ``max_grad_norm``;
+4. back-propagate (:func:`nflow.reversible.nll_and_backward`, with stored activations or, with
+   ``reversible``, rebuilding them); clip the global gradient norm to ``max_grad_norm``;
 5. if the loss or the gradient norm is NaN/inf, skip the update (and count it; stop with
    :class:`TrainingDiverged` after ``max_consecutive_skips`` in a row), else take an Adam step with the
    warmed-up learning rate lr · min(1, k / warmup_steps);
@@ -31,18 +32,18 @@ from dataclasses import dataclass
 import numpy as np
 
 import nflow
-import nflow.functional as F
 from nflow import random as nflow_random
 from nflow.backend import to_numpy
 from nflow.checkpoint import Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, save_checkpoint
 from nflow.data.batches import BatchSampler
-from nflow.data.dequantize import N_BINS_8BIT, dequantize
+from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.image import save_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
 from nflow.reversible import nll_and_backward
-from nflow.tensor import Tensor, no_grad
+from nflow.tensor import Tensor
 from nflow.train.config import TrainConfig
+from nflow.train.modes import evaluating
 from nflow.train.progress import ProgressBar
 from nflow.train.runlog import RunLog, read_log
 from nflow.train.schedule import warmup_lr
@@ -75,6 +76,26 @@ class TrainResult:
     seconds: float = 0.0
 
 
+class _OneLogProbPerExample:
+    """``model`` whose ``log_prob`` is checked to return one value per example, a Tensor of shape (N,): the
+    mean over the batch of anything else (a sum, a per-pixel map) would train on a wrong loss without a word.
+    Everything else is the model's. (The reversible path never calls ``log_prob``: it needs no check.)"""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def log_prob(self, x):
+        log_prob = self.model.log_prob(x)
+        n = x.shape[0]
+        if not isinstance(log_prob, Tensor) or log_prob.shape != (n,):
+            got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
+            raise TypeError(f"{type(self.model).__name__}.log_prob must return a Tensor of shape ({n},), got {got}")
+        return log_prob
+
+
 class Trainer:
     """Trains ``model`` on ``data`` (an array (N, ...): uint8 images are dequantized, floats used as they are).
 
@@ -96,8 +117,7 @@ class Trainer:
         if data.dtype.kind not in "uif":
             raise TypeError(f"Trainer: data must be uint8 images or floats, got dtype {data.dtype}")
         self.model, self.data, self.config = model, data, config
-        self.quantized = data.dtype.kind in "ui"
-        self.n_bins = config.n_bins or (N_BINS_8BIT if self.quantized else 1)
+        self.n_bins = config.n_bins or default_n_bins(data)
         self.sample_shape = tuple(data.shape[1:])
         self.run_dir = os.fspath(run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
@@ -194,36 +214,22 @@ class Trainer:
             self.model.load_state_dict(state)
         self._pending = None
 
-    def _set_training(self, mode):
-        if hasattr(self.model, "train"):
-            self.model.train(mode)
-
     # -- one step ----------------------------------------------------------------------------------------
     def batch(self, index):
         """The model input of 0-based step ``index``: dequantized (advancing the noise Generator) or cast."""
-        x = self.data[self.sampler.indices(index)]
-        return dequantize(x, self.rng, self.n_bins, self.dtype) if self.quantized else x.astype(self.dtype)
+        return to_continuous(self.data[self.sampler.indices(index)], self.rng, self.n_bins, self.dtype)
 
     def _loss_and_grads(self, x):
-        """Forward and backward; returns (loss, gradient norm before clipping, reason to skip or None)."""
-        if self.config.reversible:
-            loss_value = nll_and_backward(self.model, x, reversible=True)["loss"]
-            if not math.isfinite(loss_value):
-                return loss_value, math.nan, "non-finite loss"
-            return self._clip(loss_value)
-        log_prob = self.model.log_prob(nflow.tensor(x))
-        if not isinstance(log_prob, Tensor) or log_prob.shape != (len(x),):
-            got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
-            raise TypeError(f"{type(self.model).__name__}.log_prob must return a Tensor of shape ({len(x)},), "
-                            f"got {got}")
-        loss = -F.mean(log_prob)
-        loss_value = float(loss.item())
+        """Forward and backward, by :func:`nflow.reversible.nll_and_backward` with stored activations or
+        reversibly; returns (loss, gradient norm before clipping, reason to skip or None).
+
+        The loss is checked after backward: a non-finite loss costs one wasted backward pass, and its
+        gradients are discarded with the update (``_train_step`` zeroes them either way).
+        """
+        model = self.model if self.config.reversible else _OneLogProbPerExample(self.model)
+        loss_value = nll_and_backward(model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
         if not math.isfinite(loss_value):
             return loss_value, math.nan, "non-finite loss"
-        loss.backward()
-        return self._clip(loss_value)
-
-    def _clip(self, loss_value):
         if self.config.max_grad_norm is None:
             norm = grad_norm(self.params)
         else:
@@ -289,7 +295,8 @@ class Trainer:
         # run starts a fresh one.
         log = RunLog(self.log_path, keep_until=self.step if self.step > 0 else None)
         progress = ProgressBar(self.config.steps, self.step, self.progress_stream, self.config.progress)
-        self._set_training(True)
+        if hasattr(self.model, "train"):
+            self.model.train(True)
         status, signum = "completed", None
         try:
             with StopSignals() as stop:
@@ -324,12 +331,8 @@ class Trainer:
         every = self.config.sample_every
         if self.on_sample is None or not every or self.step % every:
             return
-        self._set_training(False)
-        try:
-            with no_grad():
-                self.on_sample(self.step)
-        finally:
-            self._set_training(True)
+        with evaluating(self.model):
+            self.on_sample(self.step)
 
     def write_curve(self):
         """Plot the logged curve (bits/dim for quantized data, loss in nats otherwise) to ``curve.png``."""
