@@ -53,8 +53,16 @@ def forward_no_graph(model, x, checkpoint_every=None):
 
 
 def stored_nll_and_backward(model, x):
-    """The ordinary path, every activation stored: mean NLL (nats per sample), then one backward."""
-    loss = -F.mean(model.log_prob(x))
+    """The ordinary path, every activation stored: mean NLL (nats per sample), then one backward.
+
+    ``model.log_prob`` must give one value per example, a Tensor of shape (N,): the mean of anything else (a sum,
+    a per-pixel map) would train on a wrong loss without a word, so it is refused here."""
+    log_prob = model.log_prob(x)
+    n = x.shape[0]
+    if not isinstance(log_prob, Tensor) or log_prob.shape != (n,):
+        got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
+        raise TypeError(f"{type(model).__name__}.log_prob must return a Tensor of shape ({n},), got {got}")
+    loss = -F.mean(log_prob)
     loss.backward()
     return float(loss.data)
 

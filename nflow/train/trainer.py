@@ -41,7 +41,6 @@ from nflow.image import save_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
 from nflow.reversible import nll_and_backward
-from nflow.tensor import Tensor
 from nflow.train.config import TrainConfig
 from nflow.train.modes import evaluating
 from nflow.train.progress import ProgressBar
@@ -74,26 +73,6 @@ class TrainResult:
     bpd: float = math.nan
     skipped_steps: int = 0
     seconds: float = 0.0
-
-
-class _OneLogProbPerExample:
-    """``model`` whose ``log_prob`` is checked to return one value per example, a Tensor of shape (N,): the
-    mean over the batch of anything else (a sum, a per-pixel map) would train on a wrong loss without a word.
-    Everything else is the model's. (The reversible path never calls ``log_prob``: it needs no check.)"""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def log_prob(self, x):
-        log_prob = self.model.log_prob(x)
-        n = x.shape[0]
-        if not isinstance(log_prob, Tensor) or log_prob.shape != (n,):
-            got = log_prob.shape if isinstance(log_prob, Tensor) else type(log_prob).__name__
-            raise TypeError(f"{type(self.model).__name__}.log_prob must return a Tensor of shape ({n},), got {got}")
-        return log_prob
 
 
 class Trainer:
@@ -226,8 +205,7 @@ class Trainer:
         The loss is checked after backward: a non-finite loss costs one wasted backward pass, and its
         gradients are discarded with the update (``_train_step`` zeroes them either way).
         """
-        model = self.model if self.config.reversible else _OneLogProbPerExample(self.model)
-        loss_value = nll_and_backward(model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
+        loss_value = nll_and_backward(self.model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
         if not math.isfinite(loss_value):
             return loss_value, math.nan, "non-finite loss"
         if self.config.max_grad_norm is None:
