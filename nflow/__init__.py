@@ -9,7 +9,7 @@
 """
 from nflow import functional, nn, optim
 from nflow.backend import backend, get_backend, set_backend
-from nflow.gradcheck import gradcheck
+from nflow.gradcheck import NonDifferentiablePoint, gradcheck
 from nflow.metrics import bits_per_dim
 from nflow.random import seed
 from nflow.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
@@ -18,6 +18,6 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
-    "backend", "get_backend", "set_backend", "gradcheck", "seed",
+    "backend", "get_backend", "set_backend", "gradcheck", "NonDifferentiablePoint", "seed",
     "functional", "nn", "optim",
 ]

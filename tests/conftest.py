@@ -9,8 +9,14 @@ import nflow
 from nflow.backend import cupy_available, numba_available
 
 # CI runs on 2 cores: keep example counts per test small and deadlines off (Numba compiles on first call).
-settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("NFLOW_HYPOTHESIS_PROFILE", "default"))
+COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+# "ci", the default (the README's test command and .ci/run): derandomised, so every run draws the same examples
+# and a red run means a bug, reproducible by running it again; no example database, so nothing replays.
+settings.register_profile("ci", derandomize=True, **COMMON)
+# "random", on demand (NFLOW_HYPOTHESIS_PROFILE=random python3 -m pytest tests): fresh examples every run, to
+# look further; a failure prints the seed to reproduce it (@seed / --hypothesis-seed).
+settings.register_profile("random", derandomize=False, print_blob=True, **COMMON)
+settings.load_profile(os.environ.get("NFLOW_HYPOTHESIS_PROFILE", "ci"))
 
 AVAILABLE_BACKENDS = ["numpy"] + (["numba"] if numba_available() else []) + (["cupy"] if cupy_available() else [])
 

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 import nflow
 import nflow.functional as F
-from flow_helpers import (BACKENDS, CASES, FLOAT64_RTOL, as_tensor, build_layer, count_layers, draw_input,
+from flow_helpers import (gradcheck, BACKENDS, CASES, FLOAT64_RTOL, as_tensor, build_layer, count_layers, draw_input,
                           float32_rtol, perturb, rel_err)
-from nflow import gradcheck
 from nflow.backend import to_numpy
 from nflow.flows import ActNorm, AffineCoupling, BatchNormFlow, GlowNet, InvConv1x1
 from nflow.flows.invconv import lu_decompose

@@ -7,7 +7,7 @@ log p(x) = Σ log p_prior(latents) + log|det J| with the prior written out here 
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nflow
@@ -133,6 +133,9 @@ def latent_map(model):
 @pytest.mark.parametrize("name", list(MODELS))
 @settings(max_examples=2)
 @given(n=st.integers(1, 2), seed=st.integers(0, 2**32 - 1))
+# a seed whose RealNVP/image Jacobian straddled a ReLU kink (off by 3.1e-3 against 1e-6) before central
+# differences stepped around kinks (issue 19); kept for every model and backend
+@example(n=1, seed=1217022)
 def test_model_log_prob_equals_prior_plus_jacobian_logdet(backend, name, n, seed):
     with nflow.backend(backend):
         nflow.seed(seed)

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import nflow
 import nflow.functional as F
-from nflow import Tensor, gradcheck
+from nflow import Tensor
 from nflow.kernels import dispatch
 from nflow.kernels.cpu import bias_relu as cpu_bias_relu
 from nflow.kernels.reference import bias_relu as ref_bias_relu
+from flow_helpers import gradcheck  # nflow.gradcheck, drawing another point where one sits on a kink
 
 DTYPES = [np.float32, np.float64]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 import nflow
 import nflow.functional as F
-from flow_helpers import (FLOAT64_RTOL, as_tensor, count_layers, float32_rtol, gaussian_logpdf, logistic_logpdf,
+from flow_helpers import (gradcheck, FLOAT64_RTOL, as_tensor, count_layers, float32_rtol, gaussian_logpdf, logistic_logpdf,
                           perturb, rel_err)
-from nflow import gradcheck
 from nflow.backend import to_numpy
 from nflow.flows import ActNorm, AdditiveCoupling, AffineCoupling
 from nflow.flows.preprocess import LOGIT_ALPHA
