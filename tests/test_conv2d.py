@@ -11,7 +11,7 @@ The reference is the definition, one multiply-add at a time, with its adjoints d
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nflow
@@ -88,6 +88,12 @@ def _draw(n, c_in, c_out, h, w, k, seed):
 
 @settings(max_examples=80)
 @given(**CASES)
+# every path of ops/conv.py, in every run: 1x1 (no unfolding), fewer output channels (the output side is unfolded),
+# more (the input side), as many with a backward to follow (the output side)
+@example(n=2, c_in=2, c_out=3, h=3, w=4, k=1, seed=0)
+@example(n=2, c_in=3, c_out=1, h=3, w=4, k=3, seed=1)
+@example(n=2, c_in=1, c_out=3, h=3, w=4, k=5, seed=2)
+@example(n=2, c_in=2, c_out=2, h=4, w=3, k=3, seed=3)
 def test_forward_and_all_gradients_match_the_nested_loops(n, c_in, c_out, h, w, k, seed):
     x, wt, b, gy = _draw(n, c_in, c_out, h, w, k, seed)
     tx, tw, tb = (Tensor(a.copy(), requires_grad=True) for a in (x, wt, b))
