@@ -1,0 +1,63 @@
+"""The benchmark runner on any CPU (issue 12, first point): settings that need instructions the CPU lacks are
+skipped with a reason, and a child that crashes becomes a note in the report, not the end of the run."""
+import subprocess
+import types
+
+import pytest
+
+from benchmarks import launch
+from benchmarks.machine import OPENBLAS_CORE_NEEDS, cpu_flags
+from benchmarks.workloads import setting_unavailable
+
+ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+ZEN5 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512vl\n"
+NEOVERSE = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sha2 crc32 atomics\n"
+
+
+def test_cpu_flags_are_read_from_the_cpuinfo_text():
+    assert "avx2" in cpu_flags(ZEN3) and "avx512f" not in cpu_flags(ZEN3)
+    assert "avx512f" in cpu_flags(ZEN5)
+    assert "asimd" in cpu_flags(NEOVERSE) and "avx2" not in cpu_flags(NEOVERSE)
+    assert cpu_flags("no flags line here") == frozenset()
+
+
+@pytest.mark.parametrize("cpuinfo,skipped", [
+    (ZEN3, {"tuned", "skylakex"}),                 # AVX2 only: no AVX-512 core type
+    (ZEN5, set()),                                 # everything runs
+    (NEOVERSE, {"tuned", "skylakex", "avx2"}),     # ARM: no x86 core type at all
+])
+def test_settings_that_would_be_an_illegal_instruction_are_skipped_with_a_reason(cpuinfo, skipped):
+    flags = cpu_flags(cpuinfo)
+    notes = []
+    requested = ["default", "tuned", "skylakex", "malloc", "avx2"]
+    usable = launch.usable_settings(requested, flags, notes)
+    assert set(requested) - set(usable) == skipped
+    assert len(notes) == len(skipped)
+    for note in notes:
+        assert "skipped" in note and "does not have" in note
+    for setting in skipped:
+        assert setting_unavailable(setting, flags) is not None
+    assert set(OPENBLAS_CORE_NEEDS) == {"SkylakeX", "Haswell"}
+
+
+def test_a_crashing_child_is_a_note_not_the_end_of_the_run(monkeypatch):
+    # the first child dies of SIGILL (exit -4), the others succeed: the run goes on and says what failed
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        if len(calls) == 1:
+            return types.SimpleNamespace(returncode=-4, stdout="", stderr="Illegal instruction\n")
+        return types.SimpleNamespace(returncode=0, stdout='{"workload": "x", "rows": []}\n', stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    args = types.SimpleNamespace(settings="default", only="glow-mnist,nice-mnist", quick=True, repeats=3,
+                                 compile=False, timeout=10, profile=False, memory=False)
+    results = launch.measure(args)
+    assert len(calls) == 2 and len(results["speed"]) == 1
+    assert any("was killed by SIGILL (an instruction this CPU does not have)" in n for n in results["notes"])
+
+
+def test_exit_reasons_name_the_code_or_the_signal():
+    assert launch.exit_reason(3) == "exited with code 3"
+    assert launch.exit_reason(-9) == "was killed by SIGKILL"
