@@ -3,7 +3,7 @@
     python -m benchmarks.kernels [--quick] [--dtype float32|float64]
 
 For every kernel function (affine coupling in Glow's sigmoid form and RealNVP's exp form, ActNorm, the
-Gaussian prior, the bias + ReLU conv epilogue, Adam's update, im2col/col2im) at two sizes, N=64, C=16, 14×14
+Gaussian prior, the bias + ReLU conv epilogue, Adam's update) at two sizes, N=64, C=16, 14×14
 (Glow's first level on 28×28 MNIST after a squeeze, as the issue asks) and a larger N=64, C=64, 28×28 (12.8 MB
 per float32 array, past the 1 MB L2 of a core): the median time of the NumPy twin and of the Numba kernel
 (built serial: ``kernels/cpu/__init__.py``), and the kernel's achieved bandwidth = bytes its arrays must move
@@ -29,13 +29,11 @@ from nflow.kernels.cpu import actnorm as cpu_actnorm
 from nflow.kernels.cpu import adam as cpu_adam
 from nflow.kernels.cpu import bias_relu as cpu_bias_relu
 from nflow.kernels.cpu import affine_coupling as cpu_affine
-from nflow.kernels.cpu import conv as cpu_conv
 from nflow.kernels.cpu import gaussian as cpu_gaussian
 from nflow.kernels.reference import actnorm as ref_actnorm
 from nflow.kernels.reference import adam as ref_adam
 from nflow.kernels.reference import affine_coupling as ref_affine
 from nflow.kernels.reference import bias_relu as ref_bias_relu
-from nflow.kernels.reference import conv as ref_conv
 from nflow.kernels.reference import gaussian as ref_gaussian
 
 SIZES = {"N=64 C=16 14x14": (64, 16, 14, 14), "N=64 C=64 28x28": (64, 64, 28, 28)}
@@ -70,8 +68,6 @@ def cases(shape, dtype, rng):
     x, h, t, g = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
     glogdet = rng.standard_normal(shape[0]).astype(dtype)
     bias, log_s = (0.1 * rng.standard_normal(shape[1])).astype(dtype), (0.1 * rng.standard_normal(shape[1])).astype(dtype)
-    log_std = (0.1 * t).astype(dtype)
-    cols = ref_conv.im2col(x, 3)
     z = x.copy().reshape(shape[1], -1)  # bias-relu works in place on a (C, N·H·W) matrix: its own copy
     y_relu = np.maximum(z, 0)
     theta, m_adam, v_adam = x.copy(), 0.1 * h, np.abs(0.01 * t)  # Adam updates these in place: their own arrays
@@ -94,17 +90,14 @@ def cases(shape, dtype, rng):
          (cpu_actnorm, ref_actnorm), 3 * a),
         ("actnorm inverse_backward", lambda m: m.inverse_backward(x, bias, log_s, g, glogdet),
          (cpu_actnorm, ref_actnorm), 3 * a),
-        ("gaussian log_prob", lambda m: m.log_prob(x, h, log_std), (cpu_gaussian, ref_gaussian), 3 * a),
-        ("gaussian log_prob_backward", lambda m: m.log_prob_backward(x, h, log_std, glogdet),
-         (cpu_gaussian, ref_gaussian), 6 * a),
         ("gaussian standard_log_prob", lambda m: m.standard_log_prob(x), (cpu_gaussian, ref_gaussian), a),
+        ("gaussian standard_log_prob_backward", lambda m: m.standard_log_prob_backward(x, glogdet),
+         (cpu_gaussian, ref_gaussian), 2 * a),
         ("bias+relu forward (in place)", lambda m: m.forward(z, bias), (cpu_bias_relu, ref_bias_relu), 2 * a),
         ("bias+relu backward", lambda m: m.backward(y_relu, g.reshape(z.shape)), (cpu_bias_relu, ref_bias_relu),
          3 * a),
         ("adam update (one parameter)", lambda m: m.update(theta, g, m_adam, v_adam, **adam_scalars),
          (cpu_adam, ref_adam), 7 * a),
-        ("im2col 3x3 (channel-major)", lambda m: m.im2col(x, 3), (cpu_conv, ref_conv), 10 * a),
-        ("col2im 3x3 (channel-major)", lambda m: m.col2im(cols, shape, 3), (cpu_conv, ref_conv), 10 * a),
     ]
     return out
 
