@@ -1,15 +1,10 @@
-"""The additive-coupling and squeeze kernels against their NumPy twins, the twins against independent formulas,
-and the layers built on them (AdditiveCoupling, Squeeze) against central differences.
+"""NICE's additive coupling kernel family: Numba and CUDA against the NumPy twin, the twin against
+split/add/concat, and the layer AdditiveCoupling against central differences.
 
-Numba kernels (kernels/cpu) run here for hypothesis-drawn shapes (N 1-3, C 2-6, H and W 1-6, even for squeeze;
-additive also on 2-D vectors) in both dtypes; the CUDA kernels (kernels/cuda) run the same comparisons on a GPU
-(``gpu`` marker, skipped without one).
-
-Tolerances: none. Both families only copy elements, add one element to another or negate one, each a single
-IEEE operation in the array's dtype, done identically by the twin, the Numba loops and the CUDA threads; so
-every comparison between implementations is exact. The independent references (split/add/concat, the explicit
-index formula) do the same operations, so they are exact too. Only the central-difference checks
-(``nflow.gradcheck``, float64) have tolerances, gradcheck's own.
+Tolerances: none. The family only copies elements, adds one element to another or negates one, each a single IEEE
+operation in the array's dtype, done identically by the twin, the Numba loops and the CUDA threads; so every
+comparison between implementations is exact, and so is the comparison with the independent reference (split, add,
+concatenate). Only the central-difference checks (``nflow.gradcheck``, float64) have tolerances, gradcheck's own.
 """
 import os
 import subprocess
@@ -22,18 +17,17 @@ from hypothesis import strategies as st
 
 import nflow
 from flow_helpers import perturb
-from nflow.flows import MLP, AdditiveCoupling, GlowNet, Squeeze
+from kernel_helpers import DTYPES, assert_same, draw_array
+from nflow.flows import MLP, AdditiveCoupling, GlowNet
 from nflow.flows.additive_coupling import additive_coupling_forward, additive_coupling_inverse
-from nflow.flows.squeeze import squeeze, unsqueeze
 from nflow.kernels import dispatch
 from nflow.kernels.cpu import additive_coupling as cpu_additive
-from nflow.kernels.cpu import squeeze as cpu_squeeze
 from nflow.kernels.reference import additive_coupling as ref_additive
-from nflow.kernels.reference import squeeze as ref_squeeze
 
-DTYPES = [np.float32, np.float64]
+
 EXAMPLES = 15  # per test; each example is microseconds once compiled, so the count is about coverage
 seeds = st.integers(0, 2 ** 32 - 1)
+BACKENDS = ["numpy", "numba"]  # the twins and the Numba kernels; the CUDA kernels are compared below (gpu)
 
 
 @st.composite
@@ -46,42 +40,12 @@ def additive_cases(draw):
     return (n, c) + trailing, start, width
 
 
-even = st.integers(1, 3).map(lambda k: 2 * k)
-squeeze_shapes = st.tuples(st.integers(1, 3), st.integers(2, 6), even, even)
-
-
-def draw_array(rng, shape, dtype):
-    return rng.standard_normal(shape).astype(dtype)
-
-
-def assert_same(actual, expected, dtype, what):
-    """Exact equality, with dtype and shape checked first (assert_array_equal alone would broadcast)."""
-    assert actual.dtype == expected.dtype == dtype, f"{what}: dtypes {actual.dtype} vs {expected.dtype}"
-    assert actual.shape == expected.shape, f"{what}: shapes {actual.shape} vs {expected.shape}"
-    np.testing.assert_array_equal(actual, expected, err_msg=what)
-
-
 def split_add_concat(x, shift, start, sign):
     """The coupling's join as the layer used to do it: cut x in three along channels, add, concatenate."""
     stop = start + shift.shape[1]
     return np.concatenate([x[:, :start], x[:, start:stop] + sign * shift, x[:, stop:]], axis=1)
 
 
-def squeeze_by_index(x):
-    """y[n, 4c + 2di + dj, i, j] = x[n, c, 2i + di, 2j + dj], element by element (RealNVP §3.6)."""
-    n, c, h, w = x.shape
-    y = np.empty((n, 4 * c, h // 2, w // 2), dtype=x.dtype)
-    for b in range(n):
-        for ch in range(c):
-            for di in range(2):
-                for dj in range(2):
-                    for i in range(h // 2):
-                        for j in range(w // 2):
-                            y[b, 4 * ch + 2 * di + dj, i, j] = x[b, ch, 2 * i + di, 2 * j + dj]
-    return y
-
-
-# ---------------------------------------------------------------------------------------------- additive coupling
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=EXAMPLES)
 @given(case=additive_cases(), seed=seeds)
@@ -162,73 +126,8 @@ def test_additive_kernel_errors_name_the_kernel_and_the_shapes():
         cpu_additive.inverse_backward(np.zeros(4), 0, 1)
 
 
-# ---------------------------------------------------------------------------------------------- squeeze
-@pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=EXAMPLES)
-@given(shape=squeeze_shapes, seed=seeds)
-def test_squeeze_kernel_matches_twin(dtype, shape, seed):
-    rng = np.random.default_rng(seed)
-    x = draw_array(rng, shape, dtype)
-    n, c, h, w = shape
-    y = draw_array(rng, (n, 4 * c, h // 2, w // 2), dtype)  # an independent array for the inverse
-    assert_same(cpu_squeeze.forward(x), ref_squeeze.forward(x), dtype, "forward")
-    assert_same(cpu_squeeze.inverse(y), ref_squeeze.inverse(y), dtype, "inverse")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=EXAMPLES)
-@given(shape=squeeze_shapes, seed=seeds)
-def test_squeeze_twin_is_the_index_formula_and_inverts(dtype, shape, seed):
-    rng = np.random.default_rng(seed)
-    x = draw_array(rng, shape, dtype)
-    n, c, h, w = shape
-    y = ref_squeeze.forward(x)
-    assert_same(y, squeeze_by_index(x), dtype, "forward against the index formula")
-    # and the reshape/transpose formula of Glow's squeeze2d, as the layer wrote it before the kernels
-    formula = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 5, 2, 4).reshape(n, 4 * c, h // 2, w // 2)
-    assert_same(y, formula, dtype, "forward against reshape/transpose")
-    for mod in (ref_squeeze, cpu_squeeze):
-        assert_same(mod.inverse(mod.forward(x)), x, dtype, f"{mod.__name__}: inverse(forward(x))")
-        assert_same(mod.forward(mod.inverse(y)), y, dtype, f"{mod.__name__}: forward(inverse(y))")
-
-
-def test_squeeze_kernel_accepts_non_contiguous_input():
-    x = np.random.default_rng(1).standard_normal((2, 3, 4, 6)).transpose(0, 1, 3, 2)  # (2, 3, 6, 4), strided
-    assert not x.flags.c_contiguous
-    assert_same(cpu_squeeze.forward(x), squeeze_by_index(np.ascontiguousarray(x)), np.float64, "forward")
-
-
-def test_squeeze_kernel_errors_name_the_kernel_and_the_shapes():
-    with pytest.raises(ValueError, match=r"squeeze kernel: x must have even H and W, got shape \(1, 2, 3, 4\)"):
-        cpu_squeeze.forward(np.zeros((1, 2, 3, 4)))
-    with pytest.raises(ValueError, match=r"squeeze kernel: y must have a multiple of 4 channels, got shape "
-                                         r"\(1, 6, 2, 2\)"):
-        cpu_squeeze.inverse(np.zeros((1, 6, 2, 2)))
-    with pytest.raises(ValueError, match=r"squeeze kernel: x must have shape \(N, C, H, W\), got shape \(2, 4\)"):
-        cpu_squeeze.forward(np.zeros((2, 4)))
-    with pytest.raises(TypeError, match="squeeze kernel: y must be float32 or float64, got int64"):
-        cpu_squeeze.inverse(np.zeros((1, 4, 2, 2), np.int64))
-
-
-# ---------------------------------------------------------------------------------------------- graph nodes and layers
-BACKENDS = ["numpy", "numba"]  # the twins and the Numba kernels; the CUDA kernels are compared below (gpu)
-
-
 def _tensor(rng, shape, requires_grad=True):
     return nflow.Tensor(rng.standard_normal(shape), requires_grad=requires_grad)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_node_gradients_against_central_differences(backend):
-    rng = np.random.default_rng(2)
-    with nflow.backend(backend):
-        for shape, start in (((2, 5, 2, 3), 1), ((3, 6), 0), ((3, 6), 4)):
-            x = _tensor(rng, shape)
-            shift = _tensor(rng, (shape[0], 2) + shape[2:])
-            assert nflow.gradcheck(lambda a, b, s=start: additive_coupling_forward(a, b, s), [x, shift])
-            assert nflow.gradcheck(lambda a, b, s=start: additive_coupling_inverse(a, b, s), [x, shift])
-        assert nflow.gradcheck(squeeze, [_tensor(rng, (2, 3, 4, 6))])
-        assert nflow.gradcheck(unsqueeze, [_tensor(rng, (2, 8, 3, 2))])
 
 
 def _additive_layers(rng):
@@ -276,51 +175,35 @@ def test_additive_coupling_layer_is_the_nice_formula_and_inverts(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_squeeze_layer_gradients_and_round_trip(backend):
-    rng = np.random.default_rng(5)
-    layer = Squeeze()
+def test_node_gradients_against_central_differences(backend):
+    rng = np.random.default_rng(2)
     with nflow.backend(backend):
-        x = _tensor(rng, (2, 3, 4, 2))
-        assert nflow.gradcheck(lambda a: layer.forward(a)[0], [x])
-        assert nflow.gradcheck(lambda a: layer.inverse(a)[0], [_tensor(rng, (2, 8, 1, 3))])
-        y, logdet = layer.forward(x)
-        np.testing.assert_array_equal(y.data, squeeze_by_index(x.data))
-        np.testing.assert_array_equal(layer.inverse(y)[0].data, x.data)
-        np.testing.assert_array_equal(logdet.data, np.zeros(2))
+        for shape, start in (((2, 5, 2, 3), 1), ((3, 6), 0), ((3, 6), 4)):
+            x = _tensor(rng, shape)
+            shift = _tensor(rng, (shape[0], 2) + shape[2:])
+            assert nflow.gradcheck(lambda a, b, s=start: additive_coupling_forward(a, b, s), [x, shift])
+            assert nflow.gradcheck(lambda a, b, s=start: additive_coupling_inverse(a, b, s), [x, shift])
 
 
-def test_layers_run_the_numba_kernels(monkeypatch):
-    # on the numba backend the layers must go through the kernels (not a NumPy fallback): count the calls
+def test_the_layer_runs_the_numba_kernels(monkeypatch):
+    # on the numba backend the layer must go through the kernels (not a NumPy fallback): count the calls
     calls = []
-
-    def spy(module, name):
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a: calls.append(f"{module.__name__}.{name}") or original(*a))
-
     for name in ("forward", "inverse", "forward_backward", "inverse_backward"):
-        spy(cpu_additive, name)
-    for name in ("forward", "inverse"):
-        spy(cpu_squeeze, name)
+        original = getattr(cpu_additive, name)
+        monkeypatch.setattr(cpu_additive, name, lambda *a, n=name, f=original: calls.append(n) or f(*a))
     rng = np.random.default_rng(6)
     with nflow.backend("numba"):
         layer, shape = next(_additive_layers(rng))
         for direction in (layer.forward, layer.inverse):
             y, _ = direction(_tensor(rng, shape))
             y.backward(np.ones(shape))
-        y, _ = Squeeze().forward(_tensor(rng, (1, 2, 2, 4)))
-        y.backward(np.ones(y.shape))
-    prefix_a, prefix_s = cpu_additive.__name__, cpu_squeeze.__name__
-    assert calls == [f"{prefix_a}.forward", f"{prefix_a}.forward_backward", f"{prefix_a}.inverse",
-                     f"{prefix_a}.inverse_backward", f"{prefix_s}.forward", f"{prefix_s}.inverse"]
+    assert calls == ["forward", "forward_backward", "inverse", "inverse_backward"]
 
 
 def test_dispatch_table_points_at_these_modules():
     assert dispatch.kernel_module("additive_coupling", "numba") is cpu_additive
     assert dispatch.kernel_module("additive_coupling", "numpy") is ref_additive
-    assert dispatch.kernel_module("squeeze", "numba") is cpu_squeeze
-    assert dispatch.kernel_module("squeeze", "numpy") is ref_squeeze
     assert dispatch.module_name("additive_coupling", "cupy") == "nflow.kernels.cuda.additive_coupling"
-    assert dispatch.module_name("squeeze", "cupy") == "nflow.kernels.cuda.squeeze"
 
 
 def test_layer_and_node_errors():
@@ -339,26 +222,15 @@ def test_layer_and_node_errors():
         additive_coupling_inverse(x, nflow.Tensor(np.zeros((2, 2, 2))), 0)
     with pytest.raises(TypeError, match="additive coupling kernel: shift is float32 but x is float64"):
         additive_coupling_forward(x, nflow.Tensor(np.zeros((2, 2, 2, 2), np.float32)), 0)
-    with pytest.raises(ValueError, match=r"squeeze kernel: x must have even H and W, got shape \(2, 4, 3, 2\)"):
-        squeeze(nflow.Tensor(np.zeros((2, 4, 3, 2))))
-    with pytest.raises(ValueError, match=r"squeeze kernel: y must have a multiple of 4 channels, got shape "
-                                         r"\(2, 6, 2, 2\)"):
-        unsqueeze(nflow.Tensor(np.zeros((2, 6, 2, 2))))
-    with nflow.backend("numba"):  # the layer's own messages come first, on every backend
-        with pytest.raises(ValueError, match=r"Squeeze: spatial size must be even .* \(H=3, W=2\)"):
-            Squeeze().forward(nflow.Tensor(np.zeros((2, 4, 3, 2))))
-        with pytest.raises(ValueError, match=r"Squeeze.inverse: channels must be a multiple of 4"):
-            Squeeze().inverse(nflow.Tensor(np.zeros((2, 6, 2, 2))))
 
 
-# ---------------------------------------------------------------------------------------------- plain Python, no CuPy
 def test_kernels_run_as_plain_python_with_jit_disabled():
     # NUMBA_DISABLE_JIT=1 lets a reader step through the loops; they must still compute the twin's values
     code = """
 import numpy as np
-from nflow.kernels.cpu import additive_coupling, squeeze
-from nflow.kernels.reference import additive_coupling as ref_additive, squeeze as ref_squeeze
-assert not hasattr(squeeze._squeeze, "py_func"), "the JIT is still on"
+from nflow.kernels.cpu import additive_coupling
+from nflow.kernels.reference import additive_coupling as ref_additive
+assert not hasattr(additive_coupling._join, "py_func"), "the JIT is still on"
 rng = np.random.default_rng(0)
 x, shift = rng.standard_normal((2, 5, 2, 4)), rng.standard_normal((2, 2, 2, 4))
 for start in (0, 3):
@@ -368,8 +240,6 @@ for start in (0, 3):
     for name in ("forward_backward", "inverse_backward"):
         np.testing.assert_array_equal(getattr(additive_coupling, name)(x, start, 2)[1],
                                       getattr(ref_additive, name)(x, start, 2)[1])
-np.testing.assert_array_equal(squeeze.forward(x), ref_squeeze.forward(x))
-np.testing.assert_array_equal(squeeze.inverse(x[:, :4]), ref_squeeze.inverse(x[:, :4]))
 print("ok")
 """
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
@@ -377,9 +247,18 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+@pytest.mark.gpu
+def test_cuda_node_gradients_against_central_differences():
+    rng = np.random.default_rng(9)
+    with nflow.backend("cupy"):
+        x = nflow.tensor(rng.standard_normal((2, 5, 2, 2)), requires_grad=True, dtype=np.float64)
+        shift = nflow.tensor(rng.standard_normal((2, 2, 2, 2)), requires_grad=True, dtype=np.float64)
+        assert nflow.gradcheck(lambda a, b: additive_coupling_forward(a, b, 3), [x, shift])
+        assert nflow.gradcheck(lambda a, b: additive_coupling_inverse(a, b, 0), [x, shift])
+
+
 # ---------------------------------------------------------------------------------------------- CUDA (GPU only)
 GPU_ADDITIVE_CASES = [((3, 5, 4, 6), 2, 3), ((2, 7), 0, 3), ((2, 7), 4, 3), ((64, 16, 14, 14), 8, 8)]
-GPU_SQUEEZE_SHAPES = [(3, 2, 4, 6), (1, 1, 2, 2), (64, 16, 28, 28)]
 
 
 @pytest.mark.gpu
@@ -405,35 +284,3 @@ def test_cuda_additive_coupling_matches_twin(dtype):
                     split_add_concat(cp.asnumpy(strided), cp.asnumpy(shift), start, 1), dtype, "strided forward")
     with pytest.raises(ValueError, match=r"additive coupling kernel: channels \[9, 17\) must lie within"):
         cuda_additive.forward(x, shift, 9)  # the last case: 16 channels, a block of 8
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_cuda_squeeze_matches_twin(dtype):
-    import cupy as cp
-
-    from nflow.kernels.cuda import squeeze as cuda_squeeze
-
-    rng = np.random.default_rng(8)
-    for n, c, h, w in GPU_SQUEEZE_SHAPES:
-        x = cp.asarray(draw_array(rng, (n, c, h, w), dtype))
-        y = cp.asarray(draw_array(rng, (n, 4 * c, h // 2, w // 2), dtype))
-        assert_same(cp.asnumpy(cuda_squeeze.forward(x)), cp.asnumpy(ref_squeeze.forward(x)), dtype, "forward")
-        assert_same(cp.asnumpy(cuda_squeeze.inverse(y)), cp.asnumpy(ref_squeeze.inverse(y)), dtype, "inverse")
-        assert_same(cp.asnumpy(cuda_squeeze.inverse(cuda_squeeze.forward(x))), cp.asnumpy(x), dtype, "round trip")
-    with pytest.raises(ValueError, match=r"squeeze kernel: x must have even H and W"):
-        cuda_squeeze.forward(cp.zeros((1, 1, 3, 2), dtype))
-
-
-@pytest.mark.gpu
-def test_cuda_layers_gradients_against_central_differences():
-    rng = np.random.default_rng(9)
-    with nflow.backend("cupy"):
-        x = nflow.tensor(rng.standard_normal((2, 5, 2, 2)), requires_grad=True, dtype=np.float64)
-        shift = nflow.tensor(rng.standard_normal((2, 2, 2, 2)), requires_grad=True, dtype=np.float64)
-        assert nflow.gradcheck(lambda a, b: additive_coupling_forward(a, b, 3), [x, shift])
-        assert nflow.gradcheck(lambda a, b: additive_coupling_inverse(a, b, 0), [x, shift])
-        assert nflow.gradcheck(squeeze, [nflow.tensor(rng.standard_normal((2, 1, 4, 2)), requires_grad=True,
-                                                      dtype=np.float64)])
-        assert nflow.gradcheck(unsqueeze, [nflow.tensor(rng.standard_normal((2, 4, 1, 3)), requires_grad=True,
-                                                        dtype=np.float64)])

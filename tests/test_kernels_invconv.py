@@ -12,7 +12,7 @@ the twins against independent references, and the layer InvConv1x1 built on them
   Jacobian are tests/test_flow_layers.py (``test_inverse_of_forward_*``) and tests/test_flow_logdet.py, which
   run InvConv1x1 in both forms on every backend; not repeated here.
 
-Tolerances, per dtype (as in tests/test_kernels.py): RTOL/ATOL ~100 float32 ulps, 1e-12 in float64; a value
+Tolerances, per dtype (as in tests/kernel_helpers.py): RTOL/ATOL ~100 float32 ulps, 1e-12 in float64; a value
 that is a sum of K products carries K roundings, so its absolute tolerance is scaled by K.
 """
 import contextlib
@@ -29,9 +29,11 @@ from nflow.flows import InvConv1x1
 from nflow.flows.invconv import invconv, lu_weight
 from nflow.kernels.cpu import invconv as cpu_invconv
 from nflow.kernels.cpu import lu as cpu_lu
+from nflow.kernels.cpu.invconv import MAP_LOOP_MAX_CHANNELS, WEIGHT_LOOP_MAX_CHANNELS
 from nflow.kernels.reference import invconv as ref_invconv
 from nflow.kernels.reference import lu as ref_lu
 from nflow.tensor import Tensor
+
 
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 ATOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -346,3 +348,24 @@ def test_cuda_lu_matches_twin(dtype):
         assert_close(cp.asnumpy(cuda_lu.weight(*args)), cp.asnumpy(ref_lu.weight(*args)), dtype, scale=scale)
         for got, want in zip(cuda_lu.weight_backward(*args, gw), ref_lu.weight_backward(*args, gw)):
             assert_close(cp.asnumpy(got), cp.asnumpy(want), dtype, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------- boundaries
+# the channel counts at which the wrappers switch from loops to BLAS, below, at and above, without moving them
+def around(boundary):
+    """One below, at, one above, and the second run's edges: every branch and every tail length class."""
+    return sorted({max(boundary - 1, 1), boundary, boundary + 1, 2 * boundary, 2 * boundary + 1})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", sorted(set(around(MAP_LOOP_MAX_CHANNELS) + around(WEIGHT_LOOP_MAX_CHANNELS))))
+def test_invconv_loop_and_blas_paths(dtype, c):
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((2, c, 3, 5)).astype(dtype)
+    w = (np.eye(c) + 0.3 * rng.standard_normal((c, c))).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    rtol = 16 * np.finfo(dtype).eps if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(cpu_invconv.forward(x, w), ref_invconv.forward(x, w), rtol=rtol * c, atol=rtol * c)
+    for got, want in zip(cpu_invconv.backward(x, w, gy), ref_invconv.backward(x, w, gy)):
+        # ∂L/∂W sums N·H·W = 30 products per entry
+        np.testing.assert_allclose(got, want, rtol=rtol * 30, atol=rtol * 30)
