@@ -12,6 +12,9 @@ float64, so in float32 the two differ by a few float32 roundings of each interme
 (``scale=``).
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 from hypothesis import strategies as st
@@ -50,3 +53,11 @@ def assert_same(actual, expected, dtype, what):
     assert actual.dtype == expected.dtype == dtype, f"{what}: dtypes {actual.dtype} vs {expected.dtype}"
     assert actual.shape == expected.shape, f"{what}: shapes {actual.shape} vs {expected.shape}"
     np.testing.assert_array_equal(actual, expected, err_msg=what)
+
+
+def assert_runs_with_jit_disabled(code):
+    """Run ``code`` (which prints "ok" at its end) in a fresh Python with NUMBA_DISABLE_JIT=1: the Numba loops then
+    run as plain Python, the way a reader steps through them, and must still compute the twins' values."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

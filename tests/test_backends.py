@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import nflow
+from kernel_helpers import assert_runs_with_jit_disabled
 from nflow.backend import cupy_available
 from nflow.kernels import dispatch
 from nflow.kernels.cpu import actnorm as cpu_actnorm
@@ -108,10 +109,6 @@ def test_cupy_backend_without_a_gpu_says_why():
 
 
 def test_kernels_run_as_plain_python_with_jit_disabled():
-    # NUMBA_DISABLE_JIT=1 lets a reader step through the loops; they must still compute the twin's values
-    import subprocess
-    import sys
-
     code = """
 import numpy as np
 from nflow.kernels.cpu import actnorm, affine_coupling, gaussian, vector_exp
@@ -133,6 +130,4 @@ np.testing.assert_allclose(gaussian.standard_log_prob(x), ref_gaussian.standard_
 assert vector_exp.float64_from_bits(0x3FF0000000000000) == 1.0 and vector_exp.float32_from_bits(0x40000000) == 2.0
 print("ok")
 """
-    env = dict(__import__("os").environ, NUMBA_DISABLE_JIT="1")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert_runs_with_jit_disabled(code)

@@ -4,7 +4,7 @@ import pytest
 
 import nflow
 import nflow.functional as F
-from nflow.gradcheck import KINK_TOL, STEP_RETRIES, STEP_SHRINK, NonDifferentiablePoint, central_difference
+from nflow.gradcheck import KINK_TOL, NonDifferentiablePoint, central_difference
 
 EPS = 1e-6
 

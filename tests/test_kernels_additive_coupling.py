@@ -6,10 +6,6 @@ operation in the array's dtype, done identically by the twin, the Numba loops an
 comparison between implementations is exact, and so is the comparison with the independent reference (split, add,
 concatenate). Only the central-difference checks (``nflow.gradcheck``, float64) have tolerances, gradcheck's own.
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,7 +13,7 @@ from hypothesis import strategies as st
 
 import nflow
 from flow_helpers import perturb
-from kernel_helpers import DTYPES, assert_same, draw_array
+from kernel_helpers import assert_runs_with_jit_disabled, DTYPES, assert_same, draw_array
 from nflow.flows import MLP, AdditiveCoupling, GlowNet
 from nflow.flows.additive_coupling import additive_coupling_forward, additive_coupling_inverse
 from nflow.kernels import dispatch
@@ -225,7 +221,6 @@ def test_layer_and_node_errors():
 
 
 def test_kernels_run_as_plain_python_with_jit_disabled():
-    # NUMBA_DISABLE_JIT=1 lets a reader step through the loops; they must still compute the twin's values
     code = """
 import numpy as np
 from nflow.kernels.cpu import additive_coupling
@@ -242,9 +237,7 @@ for start in (0, 3):
                                       getattr(ref_additive, name)(x, start, 2)[1])
 print("ok")
 """
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert_runs_with_jit_disabled(code)
 
 
 @pytest.mark.gpu

@@ -6,17 +6,13 @@ identically by the twin, the Numba loops and the CUDA threads; so every comparis
 and so is the comparison with the independent reference (the index formula). Only the central-difference checks
 (``nflow.gradcheck``, float64) have tolerances, gradcheck's own.
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nflow
-from kernel_helpers import DTYPES, assert_same, draw_array
+from kernel_helpers import assert_runs_with_jit_disabled, DTYPES, assert_same, draw_array
 from nflow.flows import Squeeze
 from nflow.flows.squeeze import squeeze, unsqueeze
 from nflow.kernels import dispatch
@@ -151,7 +147,6 @@ def test_layer_and_node_errors():
 
 
 def test_kernels_run_as_plain_python_with_jit_disabled():
-    # NUMBA_DISABLE_JIT=1 lets a reader step through the loops; they must still compute the twin's values
     code = """
 import numpy as np
 from nflow.kernels.cpu import squeeze
@@ -162,9 +157,7 @@ np.testing.assert_array_equal(squeeze.forward(x), ref_squeeze.forward(x))
 np.testing.assert_array_equal(squeeze.inverse(x[:, :4]), ref_squeeze.inverse(x[:, :4]))
 print("ok")
 """
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert_runs_with_jit_disabled(code)
 
 
 @pytest.mark.gpu
