@@ -76,6 +76,8 @@ class _Context:
     def __init__(self, subject, low, high, backends, max_jacobian_dim):
         self.subject, self.low, self.high = subject, low, high
         self.backends, self.reference = backends, backends[0]
+        # central differences run on the host (the float64 twin lives there): the first host backend asked for
+        self.host = next((b for b in backends if b != "cupy"), "numpy")
         self.max_jacobian_dim = max_jacobian_dim
 
 
@@ -188,7 +190,7 @@ def check_flow(layer, input_shape, *, low=-2.0, high=2.0, dtype=np.float64, max_
     samples with entries in [``low``, ``high``], in ``dtype`` (the layer's dtype: float32 or float64).
     ``max_examples``: hypothesis examples (each runs every property; shrinking comes on top after a failure).
     ``backends``: names among "numpy", "numba", "cupy" (default: every one this machine has; the first is the
-    reference for properties 2, 4 and 5). ``max_jacobian_dim``: up to this many coordinates per sample the full
+    reference of property 5; central differences run on the first host backend, "numpy" or "numba"). ``max_jacobian_dim``: up to this many coordinates per sample the full
     Jacobian is built for every sample (see the module docstring for larger inputs). ``seed``: an int makes the run
     reproducible (hypothesis's search and the parameters' perturbation seeded with it); None draws both afresh.
 
@@ -296,7 +298,7 @@ def _large_jacobian_once(ctx, report, seed, dtype, n):
     def one(ctx, ex):
         x64 = ex.x.astype(np.float64)
         from nflow.testing.evaluate import outputs
-        y, ld = outputs(ctx.subject.twin, "forward", x64, ctx.reference)
+        y, ld = outputs(ctx.subject.twin, "forward", x64, ctx.host)
         P.logdet_of_sample(ctx, ex, x64, 0, y[0], ld[0])
 
     def reject():

@@ -182,7 +182,7 @@ def _y_map(layer, backend):
 
 def separation(ctx, ex):
     """Move one sample at a time (a finite step along a random direction); no other sample may move."""
-    twin, backend, x = ctx.subject.twin, ctx.reference, ex.x.astype(np.float64)
+    twin, backend, x = ctx.subject.twin, ctx.host, ex.x.astype(np.float64)
     n_samples = x.shape[0]
     if n_samples < 2:
         return
@@ -212,7 +212,7 @@ def separation(ctx, ex):
 
 def logdet_of_sample(ctx, ex, x64, n, y_n, ld_n):
     """Sample n's log-det against log|det J_n|, J_n by central differences (the float64 twin)."""
-    twin, backend, d = ctx.subject.twin, ctx.reference, ctx.subject.dim
+    twin, backend, d = ctx.subject.twin, ctx.host, ctx.subject.dim
     jac = per_sample_jacobian(_y_map(twin, backend), x64[n], what=f"the Jacobian of sample {n}")
     sign, logabs = np.linalg.slogdet(jac)
     where = _where(backend, np.float64, "forward")
@@ -230,7 +230,7 @@ def logdet_of_sample(ctx, ex, x64, n, y_n, ld_n):
 
 def logdet_jacobian(ctx, ex):
     separation(ctx, ex)
-    twin, backend = ctx.subject.twin, ctx.reference
+    twin, backend = ctx.subject.twin, ctx.host
     x64 = ex.x.astype(np.float64)
     y, ld = outputs(twin, "forward", x64, backend)
     if ctx.subject.dim <= ctx.max_jacobian_dim:
@@ -275,7 +275,7 @@ def _compare_directional(weights, f0, central, analytic):
 
 
 def gradients(ctx, ex):
-    twin, backend = ctx.subject.twin, ctx.reference
+    twin, backend = ctx.subject.twin, ctx.host
     names = [name for name, _ in ctx.subject.twin_params]
     params = [p for _, p in ctx.subject.twin_params]
     rng = np.random.default_rng(ex.seed + 2)
@@ -338,7 +338,7 @@ def _which_parameters(params, names, originals, gps, weights, f0, fn, base, rng,
 
 def _float32_gradients(ctx, ex, direction, base64, gy, glogdet, gx64, gps64):
     """The float32 layer's own gradients against its float64 twin's (which central differences checked)."""
-    layer, backend, dtype = ctx.subject.layer, ctx.reference, ctx.subject.dtype
+    layer, backend, dtype = ctx.subject.layer, ctx.host, ctx.subject.dtype
     base = ex.x if direction == "forward" else outputs(layer, "forward", ex.x, backend)[0]
     params = [p for _, p in ctx.subject.params]
     gx, gps = stored_gradients(layer, direction, base, gy.astype(dtype), glogdet.astype(dtype), backend, params)

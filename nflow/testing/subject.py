@@ -17,6 +17,7 @@ import copy
 
 import numpy as np
 
+import nflow
 from nflow.backend import get_array_module, to_numpy
 from nflow.flows.base import Flow, FlowSequence
 from nflow.models.base import FlowModel
@@ -120,12 +121,19 @@ class Subject:
     object for a float64 layer; None when it cannot be made), and bookkeeping for messages."""
 
     def __init__(self, layer, input_shape, low, high, dtype, perturb_std, rng):
+        with nflow.backend("numpy"):  # the copy lives on the host, whatever backend is current
+            self._prepare(layer, input_shape, low, high, dtype, perturb_std, rng)
+
+    def _prepare(self, layer, input_shape, low, high, dtype, perturb_std, rng):
         if isinstance(layer, FlowModel):
-            layer = ModelFlow(layer)
+            model = host_copy(layer)
+            layer = ModelFlow(model if model is not None else layer)
+            prepared = layer if model is not None else None  # the model inside is already a copy
+        else:
+            prepared = host_copy(layer)
         self.name = describe(layer)
         self.input_shape, self.dtype = tuple(input_shape), np.dtype(dtype)
         self.dim = int(np.prod(self.input_shape))
-        prepared = host_copy(layer)
         self._restore = None
         if prepared is None:
             prepared = layer
