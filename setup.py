@@ -26,5 +26,7 @@ setup(
         # The CPU build of PyTorch, for the benchmarks' reference models only; nflow never imports it.
         "bench": ["torch==2.13.0"],
     },
-    entry_points={"console_scripts": ["nflow=nflow.cli:main"]},
+    # pytest11: pytest loads nflow's plugin (the check_flow fixture, the flowcheck marker) wherever nflow is installed
+    entry_points={"console_scripts": ["nflow=nflow.cli:main"],
+                  "pytest11": ["nflow = nflow.testing.plugin"]},
 )

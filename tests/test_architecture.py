@@ -13,7 +13,7 @@ LAYER_OF = {
     "nn": "nn", "optim": "nn",
     "flows": "flows",
     "models": "models", "reversible": "models",
-    "train": "train", "data": "train", "checkpoint": "train", "image": "train",
+    "train": "train", "data": "train", "checkpoint": "train", "image": "train", "testing": "train",
     "cli": "cli", "__main__": "cli",
 }
 FRAMEWORKS = ("torch", "jax", "tensorflow", "flax", "keras", "autograd")
