@@ -9,7 +9,8 @@
 """
 from nflow import functional, nn, optim
 from nflow.backend import backend, get_backend, set_backend
-from nflow.gradcheck import NonDifferentiablePoint, gradcheck
+from nflow.finite_differences import NonDifferentiablePoint
+from nflow.gradcheck import gradcheck
 from nflow.metrics import bits_per_dim
 from nflow.random import seed
 from nflow.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import nflow
 from nflow.backend import to_numpy
@@ -23,6 +24,10 @@ from nflow.tensor import no_grad
 
 # Examples per layer here: the kit's default is for a user's one layer; 30-odd layers × 2 backends share a minute.
 EXAMPLES = 4
+# The ci profile (the default) pins the kit's seed: every run checks the same examples and the same perturbation of
+# the parameters. The random profile (NFLOW_HYPOTHESIS_PROFILE=random) lets check_flow draw both afresh; a failure
+# then names the seed that repeats it (check_flow(..., seed=N)).
+KIT_SEED = 0 if settings.default.derandomize else None
 HIDDEN = 4
 UNIT = (0.0, 1.0)      # dequantized images, the range Logit and the image models accept
 REAL = (-2.0, 2.0)
@@ -115,14 +120,15 @@ MODELS = {
 def test_layer_float64(name):
     build, shape, (low, high) = LAYERS[name]
     nflow.seed(0)
-    check_flow(build(np.float64), shape, low=low, high=high, max_examples=EXAMPLES, seed=0)
+    check_flow(build(np.float64), shape, low=low, high=high, max_examples=EXAMPLES, seed=KIT_SEED)
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_layer_float32(name):
     build, shape, (low, high) = LAYERS[name]
     nflow.seed(0)
-    report = check_flow(build(np.float32), shape, low=low, high=high, dtype=np.float32, max_examples=EXAMPLES, seed=0)
+    report = check_flow(build(np.float32), shape, low=low, high=high, dtype=np.float32, max_examples=EXAMPLES,
+                        seed=KIT_SEED)
     assert 2 in report.properties and 4 in report.properties, report  # the float64 twin could be made
 
 
@@ -131,7 +137,7 @@ def test_model_float64(name):
     build, (low, high) = MODELS[name]
     nflow.seed(0)
     model = build(np.float64)
-    check_flow(model, model.input_shape, low=low, high=high, max_examples=EXAMPLES, seed=0)
+    check_flow(model, model.input_shape, low=low, high=high, max_examples=EXAMPLES, seed=KIT_SEED)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -139,7 +145,8 @@ def test_model_float32(name):
     build, (low, high) = MODELS[name]
     nflow.seed(0)
     model = build(np.float32)
-    report = check_flow(model, model.input_shape, low=low, high=high, dtype=np.float32, max_examples=EXAMPLES, seed=0)
+    report = check_flow(model, model.input_shape, low=low, high=high, dtype=np.float32, max_examples=EXAMPLES,
+                        seed=KIT_SEED)
     assert 2 in report.properties and 4 in report.properties, report
 
 

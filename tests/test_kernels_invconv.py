@@ -9,8 +9,8 @@ the twins against independent references, and the layer InvConv1x1 built on them
   float64 against central differences (``nflow.gradcheck``), on the numpy and numba backends.
 - The layer: gradients through InvConv1x1 (both forms) against central differences, and its output and
   gradients equal to the composition of generic ops it replaced. inverse∘forward and log-det against a full
-  Jacobian are tests/test_flow_layers.py (``test_inverse_of_forward_*``) and tests/test_flow_logdet.py, which
-  run InvConv1x1 in both forms on every backend; not repeated here.
+  Jacobian (det < 0 included) are the kit's properties in tests/test_builtin_layers_through_kit.py, which check
+  InvConv1x1 in both forms and compare the backends; not repeated here.
 
 Tolerances, per dtype (as in tests/kernel_helpers.py): RTOL/ATOL ~100 float32 ulps, 1e-12 in float64; a value
 that is a sum of K products carries K roundings, so its absolute tolerance is scaled by K.

@@ -7,7 +7,7 @@ the float64 twin, first backend), 6 (every backend), 5. Once a property has fail
 only that property, so a failure in a cheap property shrinks at its own cost.
 
 Non-smooth points. Properties 2 and 4 difference the layer; a difference that straddles a kink raises
-:class:`~nflow.testing.jacobian.NonSmooth`. The point is then moved — every entry by an independent uniform
+:class:`~nflow.finite_differences.NonDifferentiablePoint`. The point is then moved — every entry by an independent uniform
 offset of at most MOVE_FRACTION · (high - low), clipped to [low, high] — and the property runs again there,
 up to MAX_MOVES times; a point still non-smooth after that is rejected (``hypothesis.assume(False)``). No
 tolerance is widened for it. Moving rather than only rejecting keeps layers with kinks at round inputs (a ReLU at
@@ -29,11 +29,11 @@ import warnings
 import numpy as np
 
 from nflow.backend import cupy_available, numba_available
+from nflow.finite_differences import FD_STEP, NonDifferentiablePoint
 from nflow.testing import properties as P
-from nflow.testing.jacobian import NonSmooth, snap
+from nflow.testing.jacobian import snap
 from nflow.testing.optional import require_hypothesis
 from nflow.testing.subject import PERTURB_STD, Subject
-from nflow.testing.tolerances import FD_STEP
 
 DEFAULT_MAX_EXAMPLES = 10
 MAX_JACOBIAN_DIM = 256
@@ -169,7 +169,7 @@ def _differenced(prop, ctx, ex, report, assume):
         try:
             prop(ctx, ex)
             return
-        except NonSmooth as error:
+        except NonDifferentiablePoint as error:
             if attempt == MAX_MOVES:
                 report.rejected += 1
                 assume(False)

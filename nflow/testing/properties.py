@@ -1,7 +1,8 @@
 """The properties a flow layer must have, one function each. Each raises :class:`PropertyFailure` (an
 AssertionError) whose message names the property, the layer, where it failed, the error and the tolerance, and
-the example; the central-difference ones (2 and 4) may raise :class:`~nflow.testing.jacobian.NonSmooth` instead,
-which is not a failure (``check.py`` moves the point).
+the example; the central-difference ones (2 and 4) may raise
+:class:`~nflow.finite_differences.NonDifferentiablePoint` instead, which is not a failure (``check.py`` moves the
+point).
 
 0. the contract: forward and inverse return (y, logdet) Tensors of the input's dtype, logdet of shape (N,),
    D coordinates per sample, all finite;
@@ -14,16 +15,17 @@ which is not a failure (``check.py`` moves the point).
 5. the backends (NumPy twins, Numba, CuPy) agree on outputs, log-dets and gradients;
 6. ``backward_from_output`` (memory-free backprop) gives the stored path's gradients and rebuilds the input.
 
-Tolerances and the reasons for them are in ``tolerances.py``.
+Tolerances and the reasons for them are in ``tolerances.py`` (the central difference's own in
+:mod:`nflow.finite_differences`).
 """
 import numpy as np
 
 from nflow.backend import to_numpy
+from nflow.finite_differences import FD_STEP, ROUND_ULPS, rounding_floor
 from nflow.testing.evaluate import call, flat_outputs, outputs, reversible_gradients, stored_gradients
 from nflow.testing.jacobian import directional_derivative, per_sample_jacobian, snap, snap_direction
-from nflow.testing.tolerances import (EPS, FD_STEP, GRAD32_RTOL, GRAD_RTOL, LOGDET_ATOL, REVERSIBLE_FACTOR,
-                                      ROUND_ULPS, SEPARATION_STEP, SEPARATION_ULPS, agree_rtol, logdet_sum_bound,
-                                      round_trip_rtol, rounding_floor)
+from nflow.testing.tolerances import (EPS, GRAD32_RTOL, GRAD_RTOL, LOGDET_ATOL, REVERSIBLE_FACTOR, SEPARATION_STEP,
+                                      SEPARATION_ULPS, agree_rtol, logdet_sum_bound, round_trip_rtol)
 from nflow.tensor import Tensor
 
 TITLES = {

@@ -57,23 +57,8 @@ GRAD32_RTOL = 1e-3
 REVERSIBLE_FACTOR = 100
 
 # ------------------------------------------------------------------------------------------------ central differences
-# Step h = 2⁻²⁰ ≈ 9.5e-7. A power of two, so x ± h is exact for |x| < 2³² (no error in the step itself).
-# Truncation of a central difference is h²·|f'''|/6 ≈ 1.5e-13·|f'''|; rounding is about ROUND_ULPS·u·|f|/h
-# ≈ 2e-8·|f| with u = 2⁻⁵³ and ROUND_ULPS = 100 ulp for the layer's own rounding of f.
-FD_STEP = 2.0 ** -20
-ROUND_ULPS = 100
-
-# Non-smooth points (ReLU kinks in a coupling's network, |x|, a clamp). Each difference evaluates f at x, x ± h
-# and x ± 2h. With the central differences C(h), C(2h) and the one-sided gaps g(h) = D+(h) - D-(h), g(2h):
-#     K = |C(h) - C(2h)| + |g(2h) - 2·g(h)|
-# For a smooth f, K = h²·|f⁽³⁾|/2 + O(h³) ≈ 4.5e-13·|f⁽³⁾| (the linear and quadratic parts cancel in both terms,
-# whatever the size of the first derivative along this direction). For a kink with slope jump Δ at distance
-# δ < h from x, K = Δ·(δ/4h + |3δ - 2h|/2h) ≥ Δ/6 (smallest at δ = 2h/3). A difference is declared non-smooth when
-#     K > KINK_RTOL · max|C(h)| + 8 · rounding,
-# so an undetected kink has Δ ≤ 6 × that bound and moves the central difference by at most Δ/2: below
-# GRAD_RTOL of the derivative's scale. Kinks between h and 2h away are flagged too (harmless: the point moves).
-KINK_RTOL = 1e-7
-
+# Step h = 2⁻²⁰ (FD_STEP), 100 ulp of rounding in f (ROUND_ULPS) and the kink indicator's bound (KINK_RTOL) are
+# those of nflow.finite_differences, shared with nflow.gradcheck; their derivations are there.
 # Gradient against central differences along a direction v: |analytic - numeric| ≤ GRAD_RTOL · S + rounding, with
 # S = Σ |a|·|∂y/∂v| + Σ |b|·|∂logdet/∂v| the sum of the absolute contributions to ∂L/∂v (L = Σ a·y + Σ b·logdet),
 # so that cancellation in L does not shrink the tolerance to nothing. 1e-6 is far above the truncation (1e-13) and
@@ -83,11 +68,6 @@ GRAD_RTOL = 1e-6
 # Log-det against log|det J|: each entry of the central-difference Jacobian is good to δ = ROUND_ULPS·u·max|y|/h,
 # and log|det| moves by tr(J⁻¹ δJ) ≤ D·‖J⁻¹‖₂·δ. Tolerance: LOGDET_ATOL + D·‖J⁻¹‖₂·δ.
 LOGDET_ATOL = 1e-7
-
-
-def rounding_floor(scale, step=FD_STEP):
-    """The rounding error of a float64 central difference of values of size ``scale``."""
-    return ROUND_ULPS * EPS[np.dtype(np.float64)] * scale / step
 
 
 # Samples must not interact: moving one sample must leave the others' outputs and log-dets where they were, up to
