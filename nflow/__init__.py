@@ -9,6 +9,7 @@
 """
 from nflow import functional, nn, optim
 from nflow.backend import backend, get_backend, set_backend
+from nflow.errors import NflowError
 from nflow.finite_differences import NonDifferentiablePoint
 from nflow.gradcheck import gradcheck
 from nflow.metrics import bits_per_dim
@@ -19,6 +20,6 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
-    "backend", "get_backend", "set_backend", "gradcheck", "NonDifferentiablePoint", "seed",
+    "backend", "get_backend", "set_backend", "gradcheck", "NonDifferentiablePoint", "NflowError", "seed",
     "functional", "nn", "optim",
 ]

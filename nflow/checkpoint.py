@@ -32,6 +32,7 @@ import numpy as np
 
 from nflow.atomic import atomic_write
 from nflow.backend import to_numpy
+from nflow.errors import NflowError
 
 FORMAT_VERSION = 2
 # What changed at each version, for the message that refuses an older file.
@@ -60,7 +61,7 @@ _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error,
                 ValueError, KeyError, TypeError, UnicodeDecodeError, MemoryError, OverflowError)
 
 
-class CheckpointError(Exception):
+class CheckpointError(NflowError):
     """A checkpoint could not be written or read; the message names the file and what went wrong."""
 
 
@@ -136,7 +137,11 @@ def save_checkpoint(path, model_state, optimizer_state, step, rng_state, config,
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CheckpointError(f"checkpoint {path}: directory {directory} does not exist")
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as e:   # a full disk, a quota, a file system gone read-only: atomic_write kept the old file
+        raise CheckpointError(f"checkpoint {path} could not be written ({e.strerror or e}); the previous "
+                              "checkpoint there, if any, is unchanged") from e
 
 
 def load_checkpoint(path):
@@ -192,3 +197,19 @@ def load_checkpoint(path):
     except _READ_ERRORS as e:
         raise CheckpointError(f"checkpoint {path} is unreadable, probably truncated or corrupted "
                               f"({type(e).__name__}: {e}); resume from an earlier checkpoint") from e
+
+
+def restore_model(model, checkpoint):
+    """Load ``checkpoint``'s model state into ``model`` (a :class:`Checkpoint`); return the model.
+
+    Names and shapes must match the model, and the values must be valid: finite, and for the layers whose
+    buffers have a structure (a permutation, signs of ±1, an ActNorm flag, variances ≥ 0) that structure. Any
+    mismatch is a :class:`CheckpointError` naming the file and the entry, raised before the model is used.
+    """
+    try:
+        model.load_state_dict(checkpoint.model_state)
+    except (KeyError, ValueError) as e:
+        message = e.args[0] if e.args else str(e)
+        raise CheckpointError(f"checkpoint {checkpoint.path}: its model state cannot be loaded into "
+                              f"{type(model).__name__}: {message}") from e
+    return model

@@ -139,7 +139,7 @@ def test_writer_failing_midway_leaves_the_old_checkpoint_and_no_partial_file(tmp
 
     monkeypatch.setattr(np, "savez", failing_savez)
     new, _ = example_contents(seed=1)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"could not be written \(disk full\); the previous checkpoint"):
         save_checkpoint(path, **dict(new, step=13))
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["ck.npz"]

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nflow
-from nflow.flows import (MLP, ActNorm, AdditiveCoupling, AffineCoupling, ConvNet, GlowNet, InvConv1x1, NiceScaling,
-                         Split, Squeeze)
+from nflow.flows import (MLP, ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, ConvNet, GlowNet, InvConv1x1,
+                         NiceScaling, Shuffle, Split, Squeeze)
 from nflow.models import NICE, Glow, RealNVP
 
 
@@ -189,7 +189,7 @@ def test_loading_non_finite_lu_log_scale_is_refused():
     layer = InvConv1x1(3, lu=True)
     state = layer.state_dict()
     state["log_s"] = np.array([0.0, -np.inf, 0.0], dtype=np.float32)
-    with pytest.raises(ValueError, match=r"InvConv1x1\(lu=True\): loaded log\|s\| holds non-finite values"):
+    with pytest.raises(ValueError, match=r"log_s holds NaN or inf"):  # Module.load_state_dict, before any change
         layer.load_state_dict(state)
 
 
@@ -231,3 +231,44 @@ def test_glow_refuses_image_sizes_not_divisible_by_two_to_the_levels(levels, h, 
 def test_realnvp_refuses_an_image_it_cannot_squeeze():
     with pytest.raises(ValueError, match=r"RealNVP: scale 1 would squeeze a 3x3 image"):
         RealNVP((1, 6, 6), scales=3, hidden=2)
+
+
+# ------------------------------------------------------------------------------------------------ loaded values (issue 16)
+def test_loading_a_nan_parameter_is_refused_naming_it_and_changes_nothing():
+    layer = ActNorm(3, dtype=np.float64)
+    before = {k: np.array(v) for k, v in layer.state_dict().items()}
+    state = {k: np.array(v) for k, v in before.items()}
+    state["bias"] = np.array([0.5, np.nan, 0.0])
+    state["log_scale"] = np.array([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"ActNorm.load_state_dict: bias holds NaN or inf"):
+        layer.load_state_dict(state)
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(v), before[k])
+
+
+@pytest.mark.parametrize("perm,inverse,message", [
+    ([0, 0, 2], [0, 1, 2], "is not a permutation of 0..2"),
+    ([0, 1, 3], [0, 1, 2], "is not a permutation of 0..2"),
+    ([2, 0, 1], [2, 0, 1], "is not the inverse of perm"),
+])
+def test_loading_a_shuffle_that_is_not_a_permutation_is_refused(perm, inverse, message):
+    layer = Shuffle(3, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=message):
+        layer.load_state_dict({"perm": np.array(perm), "inverse_perm": np.array(inverse)})
+
+
+@pytest.mark.parametrize("flag", [2, -1])
+def test_loading_an_actnorm_flag_other_than_0_or_1_is_refused(flag):
+    layer = ActNorm(2, dtype=np.float64)
+    state = {k: np.array(v) for k, v in layer.state_dict().items()}
+    state["initialised"] = np.array(flag, dtype=np.int8)
+    with pytest.raises(ValueError, match="'initialised' flag is"):
+        layer.load_state_dict(state)
+
+
+def test_loading_a_negative_running_variance_is_refused():
+    layer = BatchNormFlow(2, dtype=np.float64)
+    state = {k: np.array(v) for k, v in layer.state_dict().items()}
+    state["running_var"] = np.array([1.0, -0.5])
+    with pytest.raises(ValueError, match="running_var has negative entries"):
+        layer.load_state_dict(state)

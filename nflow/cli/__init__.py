@@ -1,13 +1,70 @@
-"""``nflow``: the command-line program (console script and ``python -m nflow``)."""
+"""``nflow``: the command-line program (console script and ``python -m nflow``).
+
+One rule for failures. Anything a user can cause ends in one line on stderr, ``nflow: error: ...``, and an exit
+status, never a traceback:
+
+- 2, a usage error: argparse's own, and the checks each command makes before any work (``commands.fail``);
+- 1, a failure during the work: nflow's own errors (:class:`nflow.errors.NflowError`: a damaged checkpoint,
+  missing or damaged data, a run that diverged) and the operating system's refusals (:class:`OSError`: a full
+  disk, a path that cannot be read or written);
+- 128 + the signal's number after Ctrl-C (SIGINT) or SIGTERM: training saves a checkpoint first; the other
+  commands stop at once, and their output files, written atomically, are either complete or absent.
+
+``nflow --debug ...`` lets the traceback through instead. Anything else is a bug in nflow and keeps its traceback.
+"""
+import signal
 import sys
+import threading
 
 from nflow.cli.commands import COMMANDS
 from nflow.cli.parser import make_parser
+from nflow.errors import NflowError
+
+EXIT_FAILURE = 1
+SIGNAL_EXIT_BASE = 128
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a command unwinds (temporary files removed) as on Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def error(message, status=EXIT_FAILURE):
+    print(f"nflow: error: {message}", file=sys.stderr)
+    return status
 
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return COMMANDS[args.command](args)
+    except (KeyboardInterrupt, Terminated) as e:
+        if args.debug:
+            raise
+        signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+        print(f"nflow: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return SIGNAL_EXIT_BASE + signum
+    except NflowError as e:
+        if args.debug:
+            raise
+        return error(str(e))
+    except OSError as e:
+        if args.debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        return error(f"{e.strerror or e}{where}")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

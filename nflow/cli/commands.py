@@ -1,13 +1,20 @@
-"""What each ``nflow`` sub-command does. Every command reads what it needs from a checkpoint's config."""
+"""What each ``nflow`` sub-command does. Every command reads what it needs from a checkpoint's config.
+
+Arguments are checked where they enter, before any work: a run directory or output file that cannot be written,
+flags that contradict a checkpoint being resumed, a model that does not take the data. Such a check ends the
+program with :func:`fail` (one line, exit status 2); failures during the work itself are nflow's own errors,
+reported one line each by ``nflow.cli.main``.
+"""
 import os
 import sys
+import tempfile
 
 import numpy as np
 
 import nflow
 from nflow.backend import to_numpy
-from nflow.checkpoint import CheckpointError, load_checkpoint
-from nflow.cli.build import DEFAULT_MODEL, build_model, data_kind, default_model_args, load_data
+from nflow.checkpoint import CheckpointError, load_checkpoint, restore_model
+from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, default_model_args, load_data
 from nflow.data.dequantize import N_BINS_8BIT, dequantize
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.image import heatmap, histogram_heatmap, save_grid, upscale, write_png
@@ -26,6 +33,12 @@ TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup
                "sample_every": "sample_every"}
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
               "depth": "depth", "scales": "scales", "coupling": "coupling"}
+# Flags of `nflow train` -> the entry of the run configuration they set.
+RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit"}
+DEFAULT_DATA = "moons"
+DEFAULT_SEED = 0
+# What a resumed run may change; every other flag given with --resume must agree with the checkpoint.
+RESUME_MAY_CHANGE = "--steps, --minutes, --backend, --out, --data-dir and --no-progress"
 
 
 def fail(message):
@@ -43,12 +56,20 @@ def _set_backend(name):
 
 
 def _checkpoint(path):
+    """The checkpoint at ``path`` (a file or a run directory), with the run configuration `nflow train` writes."""
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT_NAME)
     try:
-        return load_checkpoint(path)
+        ck = load_checkpoint(path)
     except CheckpointError as e:
         fail(str(e))
+    config = ck.config if isinstance(ck.config, dict) else {}
+    run = config.get("run")
+    if (not isinstance(run, dict) or run.get("model") not in MODELS or not isinstance(run.get("model_args"), dict)
+            or not isinstance(config.get("train"), dict)):
+        fail(f"checkpoint {ck.path} has no nflow run configuration (config['run'] with a model and its "
+             "arguments, config['train']); it was not written by `nflow train`")
+    return ck
 
 
 def _trained_model(args):
@@ -57,8 +78,11 @@ def _trained_model(args):
     _set_backend(args.backend)
     ck = _checkpoint(args.checkpoint)
     run = ck.config["run"]
-    model = build_model(run)
-    model.load_state_dict(ck.model_state)
+    try:
+        model = build_model(run)
+    except (TypeError, ValueError, KeyError) as e:
+        fail(f"checkpoint {ck.path}: its run configuration does not describe a model nflow can build ({e})")
+    restore_model(model, ck)
     model.eval()
     return model, run, ck
 
@@ -77,6 +101,28 @@ def _run_dir(args, model, data):
     return out
 
 
+def _writable_directory(directory, what):
+    """Create ``directory`` if needed and prove that a file can be written in it, before any work is done."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        fail(f"{what} {directory} is a file, not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        fail(f"{what} {directory} cannot be written ({e.strerror or e}); choose another")
+
+
+def _output_file(path, flag):
+    """Check an output file's path before the work that fills it: not a directory, in a writable directory."""
+    if os.path.isdir(path):
+        fail(f"{flag} {path} is a directory; give a file name, such as {os.path.join(path, 'out.png')}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        fail(f"{flag} {path}: the directory {directory} does not exist; create it first")
+    _writable_directory(directory, f"{flag}: the directory")
+
+
 # ---------------------------------------------------------------------------------------------------------
 def _given(args, flags):
     """{setting: value} for each flag in ``flags`` (flag -> setting) that was given on the command line."""
@@ -85,25 +131,55 @@ def _given(args, flags):
 
 def _new_run(args):
     """The run configuration of a new run (stored in its checkpoints): model, architecture, data, seed."""
-    model_name = args.model or DEFAULT_MODEL[data_kind(args.data)]
+    data = args.data or DEFAULT_DATA
+    model_name = args.model or DEFAULT_MODEL[data_kind(data)]
     try:
-        model_args = default_model_args(model_name, args.data)
+        model_args = default_model_args(model_name, data)
     except ValueError as e:
         fail(str(e))
-    model_args.update(_given(args, ARCH_FLAGS))
+    given = _given(args, ARCH_FLAGS)
+    flag_of = {setting: flag for flag, setting in ARCH_FLAGS.items()}
+    foreign = [f"--{flag_of[s].replace('_', '-')}" for s in given if s not in model_args]
+    foreign += ["--no-lu"] if args.no_lu and "lu" not in model_args else []
+    if foreign:
+        takes = [f"--{flag_of[s].replace('_', '-')}" for s in model_args if s in flag_of]
+        fail(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to {model_name} on {data} data (its architecture flags: "
+             f"{', '.join(takes) or 'none'})")
+    model_args.update(given)
     if args.no_lu:
         model_args["lu"] = False
-    return dict(model=model_name, model_args=model_args, data=args.data, seed=args.seed, limit=args.limit,
-                dtype="float32")
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    return dict(model=model_name, model_args=model_args, data=data, seed=seed, limit=args.limit, dtype="float32")
 
 
-def _new_settings(args, n_examples):
+def _new_settings(args, run, n_examples):
     """The TrainConfig settings of a new run: the flags given, the defaults for its kind of data otherwise."""
-    settings = {**default_settings(data_kind(args.data)), **_given(args, TRAIN_FLAGS)}
+    settings = {**default_settings(data_kind(run["data"])), **_given(args, TRAIN_FLAGS)}
     if args.epochs:
         settings["steps"] = args.epochs * max(n_examples // settings["batch_size"], 1)
-    settings.update(seed=args.seed, reversible=args.reversible)
+    settings.update(seed=run["seed"], reversible=args.reversible)
     return settings
+
+
+def _refuse_conflicts(args, checkpoint):
+    """On --resume, every flag given besides those a resumed run may change must agree with the checkpoint:
+    fail naming each one that does not, with both values (a silently ignored flag would train another run
+    than the one asked for)."""
+    run, settings = checkpoint.config["run"], checkpoint.config["train"]
+    stored = {**{f: run.get(k) for f, k in RUN_FLAGS.items()},
+              **{f: run["model_args"].get(k) for f, k in ARCH_FLAGS.items()},
+              **{f: settings.get(k) for f, k in TRAIN_FLAGS.items() if f != "steps"}}
+    conflicts = [f"--{flag.replace('_', '-')} {getattr(args, flag)} (the checkpoint has {value})"
+                 for flag, value in stored.items() if getattr(args, flag) is not None and getattr(args, flag) != value]
+    if args.no_lu and run["model_args"].get("lu", True):
+        conflicts.append("--no-lu (the checkpoint's Glow has LU 1x1 convolutions)")
+    if args.reversible and not settings.get("reversible"):
+        conflicts.append("--reversible (the checkpoint trained with stored activations)")
+    if args.epochs:
+        conflicts.append(f"--epochs {args.epochs} (give the total with --steps when resuming)")
+    if conflicts:
+        fail(f"--resume {checkpoint.path}: " + "; ".join(conflicts) + ". A resumed run keeps its checkpoint's "
+             f"model, data and settings; only {RESUME_MAY_CHANGE} may change")
 
 
 def _resumed_settings(args, checkpoint):
@@ -118,13 +194,20 @@ def train(args):
     _set_backend(args.backend)
     checkpoint = _checkpoint(args.resume) if args.resume else None
     if checkpoint is not None:
+        _refuse_conflicts(args, checkpoint)
         run = checkpoint.config["run"]
         out = args.out or os.path.dirname(os.path.abspath(checkpoint.path))
     else:
         run = _new_run(args)
         out = _run_dir(args, run["model"], run["data"])
+    _writable_directory(out, "run directory")   # refused now, not after the first hour of training
     data = load_data(run, "train", args.data_dir, run.get("limit"))
-    settings = _resumed_settings(args, checkpoint) if checkpoint is not None else _new_settings(args, len(data))
+    settings = (_resumed_settings(args, checkpoint) if checkpoint is not None
+                else _new_settings(args, run, len(data)))
+    if settings["batch_size"] > len(data):   # every batch is full (drop_last): one needs that many examples
+        fail(f"a batch of {settings['batch_size']} examples needs at least that many training examples, and "
+             f"there are {len(data)}" + (f" (--limit {run['limit']})" if run.get("limit") else "")
+             + "; pass a smaller --batch-size")
     config = TrainConfig.from_dict({**settings, "progress": not args.no_progress,
                                     "time_limit": args.minutes * 60 if args.minutes else None})
     nflow.seed(run["seed"])
@@ -178,6 +261,7 @@ def evaluate_command(args):
 
 
 def sample_command(args):
+    _output_file(args.output, "-o")
     model, _, _ = _trained_model(args)
     samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
     save_samples_png(args.output, samples)
@@ -186,6 +270,7 @@ def sample_command(args):
 
 
 def interpolate_command(args):
+    _output_file(args.output, "-o")
     model, run, _ = _trained_model(args)
     if data_kind(run["data"]) != "image":
         fail(f"interpolate needs an image model; this checkpoint was trained on {run['data']}")

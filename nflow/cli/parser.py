@@ -30,12 +30,15 @@ def make_parser():
     parser = argparse.ArgumentParser(prog="nflow", description="Train, evaluate and sample normalizing flows "
                                      "(NICE, RealNVP, Glow). `nflow train` alone trains a flow on a 2-D toy "
                                      "density in about a minute.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show Python's traceback instead of the one-line message")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model (default: RealNVP on the two-moons density)")
     train.add_argument("--model", choices=sorted(MODELS), default=None,
                        help="glow, realnvp or nice (default: realnvp; glow when --data mnist)")
-    train.add_argument("--data", choices=DATASETS, default="moons", help="mnist or a 2-D toy density")
+    train.add_argument("--data", choices=DATASETS, default=None,
+                       help="mnist or a 2-D toy density (default: moons)")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, default=None, help="optimisation steps in total")
     length.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set")
@@ -46,11 +49,14 @@ def make_parser():
     train.add_argument("--warmup", type=non_negative_int, default=None, help="linear learning-rate warm-up steps")
     train.add_argument("--max-grad-norm", type=positive_float, default=None)
     train.add_argument("--backend", choices=BACKENDS, default=None, help="default: the fastest available")
-    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--seed", type=non_negative_int, default=None, help="default: 0")
     train.add_argument("--out", default=None, help="run directory (default: runs/<data>-<model>[-N])")
     train.add_argument("--data-dir", default=None, help="MNIST directory (default: $NFLOW_DATA)")
     train.add_argument("--limit", type=positive_int, default=None, help="use only the first N training examples")
-    train.add_argument("--resume", default=None, metavar="CKPT", help="continue a run from its checkpoint")
+    train.add_argument("--resume", default=None, metavar="CKPT",
+                       help="continue a run from its checkpoint (a file or a run directory); the run keeps the "
+                            "checkpoint's model, data and settings: only --steps, --minutes, --backend, --out, "
+                            "--data-dir and --no-progress may change, other flags must agree with it")
     train.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
     train.add_argument("--checkpoint-every", type=non_negative_int, default=None)
     train.add_argument("--sample-every", type=non_negative_int, default=None)

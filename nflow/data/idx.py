@@ -19,6 +19,8 @@ import zlib
 
 import numpy as np
 
+from nflow.errors import NflowError
+
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_HEADER_BYTES = 4
 IDX_DIM_BYTES = 4
@@ -33,7 +35,7 @@ IDX_DTYPES = {
 }
 
 
-class IDXError(ValueError):
+class IDXError(NflowError, ValueError):
     """An IDX file is truncated, corrupted or not an IDX file; the message names the file."""
 
 

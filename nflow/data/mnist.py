@@ -26,6 +26,7 @@ import numpy as np
 
 from nflow.atomic import atomic_write_bytes
 from nflow.data.idx import IDXError, decompress_if_gzip, parse_idx, read_file_bytes
+from nflow.errors import NflowError
 
 DATA_ENV_VAR = "NFLOW_DATA"
 CACHE_SUBDIR = os.path.join("nflow", "mnist")
@@ -60,7 +61,7 @@ IMAGE_SIZE = 28
 N_CLASSES = 10
 
 
-class MNISTError(Exception):
+class MNISTError(NflowError):
     """MNIST files are damaged, of the wrong shape, or fail their checksum."""
 
 

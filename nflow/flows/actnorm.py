@@ -43,6 +43,11 @@ class ActNorm(Flow):
         self.log_scale.data[...] = (-xp.log(std + ACTNORM_EPS)).astype(x.dtype)
         self.initialised = xp.ones((), dtype=np.int8)
 
+    def _after_load_state(self):
+        """The loaded ``initialised`` flag is 0 (initialise from the next batch) or 1; nothing else has a meaning."""
+        if int(self.initialised) not in (0, 1):
+            raise ValueError(f"ActNorm: the loaded 'initialised' flag is {int(self.initialised)}; it must be 0 or 1")
+
     def forward(self, x):
         check_input(x, "ActNorm", expected_ndim=(2, 4), channels=self.channels)
         if not int(self.initialised) and self.training:

@@ -5,6 +5,7 @@
 import numpy as np
 
 import nflow.functional as F
+from nflow.backend import to_numpy
 from nflow.flows.base import Flow, check_input, zero_logdet
 from nflow.nn import init
 from nflow.nn.module import Parameter, new_array
@@ -62,6 +63,12 @@ class BatchNormFlow(Flow):
         self.beta = Parameter(new_array(init.zeros((channels,), dtype)))
         self.register_buffer("running_mean", new_array(np.zeros((channels,), dtype)))
         self.register_buffer("running_var", new_array(np.ones((channels,), dtype)))
+
+    def _after_load_state(self):
+        """Loaded running variances must be positive: the eval-mode log-det takes log(running_var + eps)."""
+        if not bool((self.running_var >= 0).all()):
+            raise ValueError(f"BatchNormFlow: the loaded running_var has negative entries "
+                             f"({to_numpy(self.running_var).tolist()}); a variance is ≥ 0")
 
     def _shape(self, ndim):
         return (1, self.channels) + (1,) * (ndim - 2)

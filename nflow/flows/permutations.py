@@ -5,6 +5,7 @@
 import numpy as np
 
 import nflow.functional as F
+from nflow.backend import to_numpy
 from nflow.flows.base import Flow, check_input, zero_logdet
 from nflow.nn.module import new_array
 from nflow.random import default_rng
@@ -27,6 +28,17 @@ class _ChannelPermutation(Flow):
     def inverse(self, y):
         check_input(y, type(self).__name__, channels=self.channels)
         return y[:, self.inverse_perm], zero_logdet(y)
+
+    def _after_load_state(self):
+        """A loaded ``perm`` must be a permutation of 0..C-1 and ``inverse_perm`` its inverse: anything else is
+        not a bijection (a repeated channel) or silently inverts to the wrong order."""
+        perm, inverse = np.asarray(to_numpy(self.perm)), np.asarray(to_numpy(self.inverse_perm))
+        if not np.array_equal(np.sort(perm), np.arange(self.channels)):
+            raise ValueError(f"{type(self).__name__}: the loaded perm {perm.tolist()} is not a permutation of "
+                             f"0..{self.channels - 1}")
+        if not np.array_equal(inverse, np.argsort(perm)):
+            raise ValueError(f"{type(self).__name__}: the loaded inverse_perm {inverse.tolist()} is not the inverse "
+                             f"of perm {perm.tolist()}")
 
 
 class Reverse(_ChannelPermutation):

@@ -115,6 +115,9 @@ class Module:
         updates = []
         for name, value in state.items():
             value = np.asarray(value) if not hasattr(value, "shape") else value
+            # A NaN or inf weight makes every output NaN: refuse it here, naming the entry, not at the first use.
+            if value.dtype.kind == "f" and not bool(get_array_module(value).isfinite(value).all()):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: {name} holds NaN or inf")
             if name in own:
                 p = own[name]
                 if value.shape != p.shape or value.dtype != p.dtype:

@@ -34,9 +34,11 @@ import numpy as np
 import nflow
 from nflow import random as nflow_random
 from nflow.backend import to_numpy
-from nflow.checkpoint import Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, save_checkpoint
+from nflow.checkpoint import (Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, restore_model,
+                              save_checkpoint)
 from nflow.data.batches import BatchSampler
 from nflow.data.dequantize import default_n_bins, to_continuous
+from nflow.errors import NflowError
 from nflow.image import save_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
@@ -57,8 +59,12 @@ RNG_DATA = "data"  # key of the dequantization Generator's state in a checkpoint
 RNG_NFLOW = "nflow"  # key of nflow's global Generator's state (layers may draw from it)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(NflowError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient norm, or the parameters went non-finite."""
+
+
+class ResumeError(NflowError, ValueError):
+    """A checkpoint does not fit the run it is resumed into (settings, data, or model state differ)."""
 
 
 @dataclass
@@ -158,15 +164,19 @@ class Trainer:
         if differences:
             detail = ", ".join(f"{k}: checkpoint {train.get(k)!r}, now {self.config.to_dict()[k]!r}"
                                for k in differences)
-            raise ValueError(f"cannot resume exactly from {ckpt.path}: settings differ ({detail}). Build the "
+            raise ResumeError(f"cannot resume exactly from {ckpt.path}: settings differ ({detail}). Build the "
                              "TrainConfig from TrainConfig.from_dict(checkpoint.config['train']), changing only "
                              "steps, intervals or progress.")
         n_items, shape = ckpt.extra.get("n_items"), tuple(ckpt.extra.get("sample_shape", ()))
         if n_items != len(self.data) or shape != self.sample_shape:
-            raise ValueError(f"cannot resume from {ckpt.path}: it was trained on {n_items} examples of shape {shape}, "
+            raise ResumeError(f"cannot resume from {ckpt.path}: it was trained on {n_items} examples of shape {shape}, "
                              f"this data has {len(self.data)} of shape {self.sample_shape}")
-        self.model.load_state_dict(ckpt.model_state)
-        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        restore_model(self.model, ckpt)
+        try:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        except (KeyError, ValueError) as e:
+            raise ResumeError(f"cannot resume from {ckpt.path}: its optimizer state does not fit this model "
+                              f"({e})") from e
         self._set_rng_states(ckpt.rng_state)
         self.step = ckpt.step
         self.consecutive_skips = int(ckpt.extra.get("consecutive_skips", 0))
