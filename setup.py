@@ -19,7 +19,10 @@ setup(
     packages=find_packages(include=["nflow", "nflow.*"]) + KERNEL_PACKAGES,
     package_dir={"nflow.kernels": "kernels"},
     package_data={"nflow.kernels.cuda": ["*.cu", "*.cuh"]},
-    install_requires=["numpy>=1.24", "numba>=0.59"],
+    # matplotlib draws the pictures a person reads (training curves with axes and units, density heat maps with a
+    # colour bar): hand-drawn bitmap plots cannot label axes well. Pillow decodes PNG/JPEG folders of images.
+    # Both are small, well kept, and wheels exist for every platform nflow runs on.
+    install_requires=["numpy>=1.24", "numba>=0.59", "matplotlib>=3.7", "Pillow>=10"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
         "gpu": ["cupy-cuda12x>=13"],
