@@ -44,10 +44,17 @@ def test_train_eval_sample_on_a_toy_density(tmp_path, capsys):
 
     capsys.readouterr()
     assert _run("eval", out) == 0
-    line = capsys.readouterr().out
-    assert "test NLL" in line and "±" in line
-    nll = float(line.split("test NLL")[1].split()[0])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("realnvp on moons, test split (10000 examples), checkpoint at step 40")
+    nll_row = next(line for line in table if line.startswith("NLL"))
+    nll, se = float(nll_row.split()[1]), float(nll_row.split("±")[1].split()[0])
     assert np.isfinite(nll) and nll < 3.0  # the standard Gaussian's NLL of standardised data is ≈ 2.84
+    assert 0 < se < 0.1                     # 10,000 test points: the mean's standard error is about σ/100
+    assert any(line.startswith("bits/dim") and "±" in line for line in table)
+    assert _run("eval", out, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nll_nats"] == pytest.approx(nll, abs=5e-5) and result["split"] == "test"
+    assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / (2 * np.log(2)), rel=1e-12)  # D = 2
 
     assert _run("sample", out / "checkpoint.npz", "-n", 500, "--temperature", 0.5, "-o", tmp_path / "s.png") == 0
     assert _png_size(tmp_path / "s.png")[0] > 0

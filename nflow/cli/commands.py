@@ -5,6 +5,7 @@ flags that contradict a checkpoint being resumed, a model that does not take the
 program with :func:`fail` (one line, exit status 2); failures during the work itself are nflow's own errors,
 reported one line each by ``nflow.cli.main``.
 """
+import json
 import os
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from nflow.train.config import default_settings
 from nflow.train.hooks import save_samples_png
 from nflow.train.modes import evaluating
 
+EVAL_SPLIT = "test"
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
 DENSITY_SCALE = 2          # and its enlargement
 HISTOGRAM_SAMPLES = 100_000
@@ -250,14 +252,27 @@ def write_density_picture(model, data, path):
 # ---------------------------------------------------------------------------------------------------------
 def evaluate_command(args):
     model, run, ck = _trained_model(args)
-    data = load_data(run, "test", args.data_dir, args.limit)
+    data = load_data(run, EVAL_SPLIT, args.data_dir, args.limit)
     r = evaluate(model, data, batch_size=args.batch_size, seed=0)
     if r["n_nonfinite"]:
         print(f"nflow: {r['n_nonfinite']} of {r['n']} test examples have a non-finite log-density", file=sys.stderr)
         return 1
-    print(f"test NLL {r['nll']:.4f} ± {r['nll_se']:.4f} nats, {r['bpd']:.4f} ± {r['bpd_se']:.4f} bits/dim "
-          f"(n = {r['n']}, ± one standard error; {run['model']} on {run['data']}, step {ck.step})")
+    result = {"model": run["model"], "data": run["data"], "split": EVAL_SPLIT, "n": r["n"], "step": ck.step,
+              "nll_nats": r["nll"], "nll_se": r["nll_se"], "bits_per_dim": r["bpd"], "bpd_se": r["bpd_se"]}
+    print(json.dumps(result) if args.json else eval_table(result))
     return 0
+
+
+def eval_table(result):
+    """``nflow eval``'s report: what was evaluated, then NLL and bits/dim with one standard error each."""
+    rows = [("NLL", f"{result['nll_nats']:.4f}", f"{result['nll_se']:.4f}", "nats"),
+            ("bits/dim", f"{result['bits_per_dim']:.4f}", f"{result['bpd_se']:.4f}", "bits per dimension")]
+    width = max(len(value) for _, value, _, _ in rows)
+    lines = [f"{result['model']} on {result['data']}, {result['split']} split ({result['n']} examples), "
+             f"checkpoint at step {result['step']}",
+             f"{'':9s}{'value':>{width}s}   ± one standard error"]
+    lines += [f"{name:9s}{value:>{width}s}   ± {se}  {unit}" for name, value, se, unit in rows]
+    return "\n".join(lines)
 
 
 def sample_command(args):

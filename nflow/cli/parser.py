@@ -78,6 +78,7 @@ def make_parser():
     ev.add_argument("--limit", type=positive_int, default=None, help="evaluate on the first N test examples")
     ev.add_argument("--batch-size", type=positive_int, default=DEFAULT_EVAL_BATCH)
     ev.add_argument("--backend", choices=BACKENDS, default=None)
+    ev.add_argument("--json", action="store_true", help="print the result as one JSON object, for scripts")
 
     sa = sub.add_parser("sample", help="draw samples into a PNG")
     sa.add_argument("checkpoint")
