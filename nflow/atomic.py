@@ -43,6 +43,19 @@ def atomic_write(path, write, mode="wb"):
     fsync_directory(directory)
 
 
+def stale_temporaries(path):
+    """The temporary files :func:`atomic_write` left beside ``path`` when its process was killed outright
+    (SIGKILL, a power cut: no ``except`` clause runs). Only the owner of ``path`` may remove them, when it knows that
+    no write to ``path`` is under way (a trainer at the start of a run it owns)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, n) for n in names if n.startswith(prefix) and n.endswith(TEMP_SUFFIX))
+
+
 def atomic_write_bytes(path, data):
     """``atomic_write`` for a bytes object already in memory."""
     atomic_write(path, lambda f: f.write(data))

@@ -139,8 +139,8 @@ def test_glow_on_a_slice_of_real_mnist(tmp_path, capsys):
                 "--no-progress") == 0
     assert sorted(os.listdir(out / "samples")) == ["samples_0000002.png", "samples_0000004.png"]
     capsys.readouterr()
-    assert _run("eval", out, "--limit", 64) == 0
-    bpd = float(capsys.readouterr().out.split("nats,")[1].split()[0])
+    assert _run("eval", out, "--limit", 64, "--json") == 0
+    bpd = json.loads(capsys.readouterr().out)["bits_per_dim"]
     assert 0 < bpd < 8.5  # a barely trained flow: finite and below the uniform model's 8 bits + slack
     assert _run("interpolate", out, "--pairs", 2, "--points", 5, "-o", tmp_path / "i.png") == 0
     w, h = _png_size(tmp_path / "i.png")

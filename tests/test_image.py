@@ -1,5 +1,6 @@
 """Images: the PNG writer checked by an independent decoder written here (signature, chunk CRCs, IHDR, all five
-row filters), PIL as a second opinion when it is installed, grids, the curve plot and the heat map."""
+row filters), PIL as a second opinion when it is installed, grids and the heat map. The matplotlib plots are
+tested in test_plots.py."""
 import struct
 import zlib
 
@@ -8,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nflow.image import (encode_png, heatmap, histogram_heatmap, make_grid, plot_curve, save_curve, save_grid,
-                         text_mask, to_uint8, write_png)
+from nflow.data.toy import grid_points
+from nflow.image import encode_png, histogram_2d, make_grid, save_grid, to_uint8, write_png
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -138,71 +139,14 @@ def test_save_grid_writes_a_decodable_rgb_png(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------------------
-# Curve and heat map
+# The data histogram of the density picture
 # -------------------------------------------------------------------------------------------------------------
-DARK_BLUE = (20, 60, 160)
-
-
-def curve_pixels(canvas):
-    return np.argwhere(np.all(canvas == DARK_BLUE, axis=-1))
-
-
-def test_plot_curve_draws_a_decreasing_line_inside_a_box(tmp_path):
-    steps = np.arange(1, 201)
-    values = 10.0 - steps / 20.0
-    canvas = plot_curve(steps, values, size=(200, 300), smoothing=0.0)
-    assert canvas.shape == (200, 300, 3) and canvas.dtype == np.uint8
-    # smoothing=0 draws only the raw colour; ask for the dark one with smoothing instead.
-    canvas = plot_curve(steps, values, size=(200, 300), smoothing=0.5)
-    pts = curve_pixels(canvas)
-    assert len(pts) > 200  # a connected line across the plot
-    left, right = pts[pts[:, 1] < np.percentile(pts[:, 1], 20)], pts[pts[:, 1] > np.percentile(pts[:, 1], 80)]
-    assert left[:, 0].mean() < right[:, 0].mean()  # high values at the left: the rows grow downwards
-    black = np.all(canvas == 0, axis=-1)
-    assert black.sum(axis=1).max() > 200  # the box's horizontal edges
-    save_curve(tmp_path / "c.png", steps, values, size=(80, 120))
-    decoded, ihdr, _ = decode_png((tmp_path / "c.png").read_bytes())
-    assert ihdr["color"] == 2 and decoded.shape == (80, 120, 3)
-
-
-def test_plot_curve_survives_nan_constant_and_single_point_series():
-    for steps, values in (([1, 2, 3, 4], [1.0, np.nan, 2.0, np.inf]), ([1, 2, 3], [5.0, 5.0, 5.0]), ([7], [1.0]),
-                          ([1, 2], [np.nan, np.nan])):
-        canvas = plot_curve(np.array(steps), np.array(values), size=(120, 200))
-        assert canvas.shape == (120, 200, 3)
-
-
-def test_text_mask_draws_the_glyphs():
-    eight = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
-    np.testing.assert_array_equal(text_mask("8"), eight)
-    assert text_mask("1.5", scale=2).shape == (10, 2 * (3 * 3 + 2))
-    with pytest.raises(ValueError):
-        text_mask("x")
-
-
-def test_heatmap_uses_viridis_end_colours_and_grey_for_nan():
-    values = np.array([[0.0, 0.5, 1.0, np.nan]])
-    rgb = heatmap(values)
-    assert rgb.shape == (1, 4, 3) and rgb.dtype == np.uint8
-    np.testing.assert_array_equal(rgb[0, 0], [0x44, 0x01, 0x54])  # viridis(0) = #440154
-    np.testing.assert_array_equal(rgb[0, 2], [0xFD, 0xE7, 0x25])  # viridis(1) = #FDE725
-    np.testing.assert_array_equal(rgb[0, 3], [128, 128, 128])
-    # Brightness grows with the value along a ramp (viridis is perceptually ordered).
-    ramp = heatmap(np.linspace(0, 1, 50)[None, :]).astype(float) @ np.array([0.299, 0.587, 0.114])
-    assert np.all(np.diff(ramp[0]) >= -1e-9)
-
-
-def test_heatmap_clips_to_given_limits():
-    rgb = heatmap(np.array([[-5.0, 0.0, 10.0]]), vmin=0.0, vmax=1.0)
-    np.testing.assert_array_equal(rgb[0, 0], rgb[0, 1])
-    np.testing.assert_array_equal(rgb[0, 2], [0xFD, 0xE7, 0x25])
-
-
-def test_histogram_heatmap_puts_y_up_and_x_right():
+def test_histogram_2d_puts_y_up_and_x_right_like_grid_points():
     # Two points in the top-right cell, one in the bottom-left, none elsewhere; the point off [-1, 1]² is dropped.
     points = np.array([[0.9, 0.9], [0.8, 0.7], [-0.9, -0.9], [5.0, 0.0]])
-    rgb = histogram_heatmap(points, bins=2, limit=1.0)
-    assert rgb.shape == (2, 2, 3)
-    np.testing.assert_array_equal(rgb[0, 1], [0xFD, 0xE7, 0x25])  # top right: the most points
-    np.testing.assert_array_equal(rgb[0, 0], [0x44, 0x01, 0x54])  # top left: none
-    np.testing.assert_array_equal(rgb[1, 0], heatmap(np.array([[0.0, 1.0, 2.0]]))[0, 1])  # bottom left: one
+    counts = histogram_2d(points, bins=2, limit=1.0)
+    np.testing.assert_array_equal(counts, [[0, 2], [1, 0]])
+    # the same layout as grid_points: cell (row, column) of the histogram holds grid point row * bins + column
+    centres = grid_points(2, limit=1.0)
+    np.testing.assert_array_equal(histogram_2d(centres, bins=2, limit=1.0), np.ones((2, 2)))
+    np.testing.assert_array_equal(centres[1], [0.5, 0.5])  # row 0 is the top (y > 0), column 1 the right (x > 0)

@@ -18,15 +18,14 @@ from nflow.checkpoint import CheckpointError, load_checkpoint, restore_model
 from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, default_model_args, load_data
 from nflow.data.dequantize import N_BINS_8BIT, dequantize
 from nflow.data.toy import PLOT_LIMIT, grid_points
-from nflow.image import heatmap, histogram_heatmap, save_grid, upscale, write_png
+from nflow.image import plot_density, save_grid
 from nflow.train import CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_sample_hook
 from nflow.train.config import default_settings
-from nflow.train.hooks import save_samples_png
+from nflow.train.hooks import run_title, sample_caption, save_samples_png
 from nflow.train.modes import evaluating
 
 EVAL_SPLIT = "test"
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
-DENSITY_SCALE = 2          # and its enlargement
 HISTOGRAM_SAMPLES = 100_000
 SAMPLE_TEMPERATURE = 0.7   # of the sample grids written during image training (Glow §5)
 # Flags of `nflow train` -> the setting they give: of the TrainConfig, and of the model's architecture.
@@ -219,7 +218,7 @@ def train(args):
         fail(str(e))
     kind = data_kind(run["data"])
     hook = make_sample_hook(model, os.path.join(out, "samples"), n=64,
-                            temperature=SAMPLE_TEMPERATURE if kind == "image" else 1.0, seed=0)
+                            temperature=SAMPLE_TEMPERATURE if kind == "image" else 1.0, seed=0, data_name=run["data"])
     print(f"nflow: training {run['model']} on {run['data']} ({len(data)} examples) for {config.steps} steps "
           f"on the {nflow.get_backend()} backend; {model.n_parameters():,} parameters; run directory {out}",
           file=sys.stderr)
@@ -230,22 +229,21 @@ def train(args):
         print(f"nflow: training stopped: {e}", file=sys.stderr)
         return 1
     if kind == "toy":
-        write_density_picture(model, data, os.path.join(out, "density.png"))
+        write_density_picture(model, data, os.path.join(out, "density.png"),
+                              f"{run_title(model, run['data'])} — step {result.step}")
     print(f"nflow: {result.status} at step {result.step}: loss {result.loss:.4f} nats, checkpoint {result.checkpoint}",
           file=sys.stderr)
     return 128 + result.signal if result.status == "interrupted" else 0
 
 
-def write_density_picture(model, data, path):
-    """Side by side: a histogram of the data and the learned density exp(log p), over [-3, 3]²."""
+def write_density_picture(model, data, path, title):
+    """Side by side, each with axes and a colour bar: a histogram of the data and the learned density exp(log p),
+    over [-PLOT_LIMIT, PLOT_LIMIT]²."""
     points = grid_points(DENSITY_RESOLUTION)
     with evaluating(model):
         density = np.exp(to_numpy(model.log_prob(nflow.tensor(points)).data).astype(np.float64))
-    density = density.reshape(DENSITY_RESOLUTION, DENSITY_RESOLUTION)
-    histogram = histogram_heatmap(data[:HISTOGRAM_SAMPLES], DENSITY_RESOLUTION, PLOT_LIMIT)
-    gap = np.full((DENSITY_RESOLUTION, 4, 3), 255, dtype=np.uint8)
-    picture = np.concatenate([histogram, gap, heatmap(density)], axis=1)
-    write_png(path, upscale(picture, DENSITY_SCALE))
+    plot_density(path, data[:HISTOGRAM_SAMPLES], density.reshape(DENSITY_RESOLUTION, DENSITY_RESOLUTION),
+                 limit=PLOT_LIMIT, title=title)
     print(f"nflow: data (left) and learned density (right) written to {path}", file=sys.stderr)
 
 
@@ -277,16 +275,17 @@ def eval_table(result):
 
 def sample_command(args):
     _output_file(args.output, "-o")
-    model, _, _ = _trained_model(args)
+    model, run, ck = _trained_model(args)
     samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
-    save_samples_png(args.output, samples)
+    save_samples_png(args.output, samples,
+                     caption=sample_caption(run_title(model, run["data"]), ck.step, args.temperature))
     print(f"nflow: {args.n} samples at temperature {args.temperature} written to {args.output}", file=sys.stderr)
     return 0
 
 
 def interpolate_command(args):
     _output_file(args.output, "-o")
-    model, run, _ = _trained_model(args)
+    model, run, ck = _trained_model(args)
     if data_kind(run["data"]) != "image":
         fail(f"interpolate needs an image model; this checkpoint was trained on {run['data']}")
     if args.points < 2:
@@ -304,7 +303,7 @@ def interpolate_command(args):
         line = [[(1 - w) * z[a] + w * z[b] for w in weights] for z in latents]  # per latent, per point
         rows.append(to_numpy(model.decode([np.stack(points) for points in line])))
     strip = np.clip(np.concatenate(rows), 0.0, 1.0)
-    save_grid(args.output, strip, nrow=args.points, scale=2)
+    save_grid(args.output, strip, nrow=args.points, scale=2, caption=f"{run_title(model, run['data'])} — step {ck.step}")
     print(f"nflow: {args.pairs} interpolations of {args.points} points written to {args.output}", file=sys.stderr)
     return 0
 

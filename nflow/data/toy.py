@@ -100,8 +100,8 @@ def grid_points(resolution, limit=PLOT_LIMIT):
     """Points of a ``resolution × resolution`` grid over [-limit, limit]², as float32 (resolution², 2).
 
     Row-major with the first row at the *top* (y = +limit) and x increasing to the right, so
-    ``values.reshape(resolution, resolution)`` is an image the right way up for
-    :func:`nflow.image.heatmap`. Points are cell centres.
+    ``values.reshape(resolution, resolution)`` is an image the right way up (as
+    :func:`nflow.image.histogram_2d` lays out its counts). Points are cell centres.
     """
     centres = (np.arange(resolution) + 0.5) / resolution * 2 * limit - limit
     xs, ys = np.meshgrid(centres, centres[::-1])

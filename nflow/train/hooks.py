@@ -1,14 +1,14 @@
-"""Ready-made ``on_sample`` callbacks: write the model's samples as a PNG every few steps."""
+"""Ready-made ``on_sample`` callbacks: write the model's samples as a PNG every few steps, captioned with the
+model, the data, the step and the temperature."""
 import os
 
 import numpy as np
 
 from nflow.backend import to_numpy
 from nflow.data.toy import PLOT_LIMIT
-from nflow.image import histogram_heatmap, save_grid, upscale, write_png
+from nflow.image import plot_points, save_grid
 
-HIST_BINS = 200  # resolution of the 2-D histogram drawn for toy samples
-HIST_SCALE = 2  # and its enlargement in the PNG
+HIST_BINS = 200  # histogram cells per side of the picture of toy samples
 
 
 def samples_to_numpy(samples):
@@ -16,26 +16,43 @@ def samples_to_numpy(samples):
     return to_numpy(getattr(samples, "data", samples))
 
 
-def save_samples_png(path, samples, nrow=8):
-    """Images (N, C, H, W) in [0, 1] -> a grid PNG; 2-D points (N, 2) -> a histogram heat map over
-    [-PLOT_LIMIT, PLOT_LIMIT]² (y up)."""
+def run_title(model, data_name=None):
+    """What a picture of a run is titled: the model's class and the data, "Glow on mnist" (or "Glow")."""
+    name = type(model).__name__
+    return f"{name} on {data_name}" if data_name else name
+
+
+def sample_caption(title, step=None, temperature=None):
+    """The caption of a picture of samples: "Glow on mnist — step 1200, temperature 0.7"; the step and the
+    temperature are left out when None."""
+    details = ([f"step {step}"] if step is not None else []) + (
+        [f"temperature {temperature:g}"] if temperature is not None else [])
+    return " — ".join([title, ", ".join(details)]) if details else title
+
+
+def save_samples_png(path, samples, nrow=8, caption=None):
+    """Images (N, C, H, W) in [0, 1] -> a grid PNG, ``caption`` as a line of text above it; 2-D points (N, 2)
+    -> a histogram over [-PLOT_LIMIT, PLOT_LIMIT]² with axes and a colour bar, titled ``caption``."""
     samples = samples_to_numpy(samples)
     if samples.ndim == 4:
-        save_grid(path, np.clip(samples, 0.0, 1.0), nrow=nrow)
+        save_grid(path, np.clip(samples, 0.0, 1.0), nrow=nrow, caption=caption)
     elif samples.ndim == 2 and samples.shape[1] == 2:
-        write_png(path, upscale(histogram_heatmap(samples, HIST_BINS, PLOT_LIMIT), HIST_SCALE))
+        plot_points(path, samples, limit=PLOT_LIMIT, title=caption or "samples", bins=HIST_BINS)
     else:
         raise ValueError(f"save_samples_png: expected images (N, C, H, W) or points (N, 2), got {samples.shape}")
 
 
-def make_sample_hook(model, out_dir, n=64, temperature=1.0, seed=0, nrow=8, prefix="samples"):
+def make_sample_hook(model, out_dir, n=64, temperature=1.0, seed=0, nrow=8, prefix="samples", data_name=None):
     """An ``on_sample(step)`` that writes ``model.sample(n, temperature, seed)`` to
-    ``out_dir/<prefix>_<step>.png``. The fixed seed shows the same latent points at every step, so the
-    pictures show the model changing, not the noise; it also leaves nflow's global Generator alone."""
+    ``out_dir/<prefix>_<step>.png``, captioned "<model> on <data_name> — step <step>, temperature <t>". The
+    fixed seed shows the same latent points at every step, so the pictures show the model changing, not the
+    noise; it also leaves nflow's global Generator alone."""
     os.makedirs(out_dir, exist_ok=True)
+    title = run_title(model, data_name)
 
     def on_sample(step):
         samples = model.sample(n, temperature=temperature, seed=seed)
-        save_samples_png(os.path.join(out_dir, f"{prefix}_{step:07d}.png"), samples, nrow)
+        save_samples_png(os.path.join(out_dir, f"{prefix}_{step:07d}.png"), samples, nrow,
+                         caption=sample_caption(title, step, temperature))
 
     return on_sample

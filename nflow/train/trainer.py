@@ -33,17 +33,19 @@ import numpy as np
 
 import nflow
 from nflow import random as nflow_random
+from nflow.atomic import stale_temporaries
 from nflow.backend import to_numpy
 from nflow.checkpoint import (Checkpoint, CheckpointError, NonFiniteStateError, load_checkpoint, restore_model,
                               save_checkpoint)
 from nflow.data.batches import BatchSampler
 from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.errors import NflowError
-from nflow.image import save_curve
+from nflow.image import plot_training_curve
 from nflow.metrics import bits_per_dim
 from nflow.optim import Adam, clip_grad_norm, grad_norm
 from nflow.reversible import nll_and_backward
 from nflow.train.config import TrainConfig
+from nflow.train.hooks import run_title
 from nflow.train.modes import evaluating
 from nflow.train.progress import ProgressBar
 from nflow.train.runlog import RunLog, read_log
@@ -278,6 +280,8 @@ class Trainer:
         """
         if resume is not None:
             self.restore(resume)
+        for leftover in stale_temporaries(self.checkpoint_path):   # a killed earlier run's half-written checkpoint
+            os.unlink(leftover)
         t_start = time.perf_counter()
         # A run that continues (resumed, or fit again with more steps) keeps its log up to its step; a fresh
         # run starts a fresh one.
@@ -323,8 +327,11 @@ class Trainer:
             self.on_sample(self.step)
 
     def write_curve(self):
-        """Plot the logged curve (bits/dim for quantized data, loss in nats otherwise) to ``curve.png``."""
-        metric = "bpd" if self.n_bins > 1 else "loss"
-        records = [r for r in read_log(self.log_path) if not r.get("skipped") and r.get(metric) is not None]
-        if records:
-            save_curve(self.curve_path, [r["step"] for r in records], [r[metric] for r in records])
+        """Plot the logged curve to ``curve.png``: bits/dim when the data has quantisation levels (images; the
+        code length of a pixel), the loss in nats otherwise (n_bins = 1: continuous data, where bits/dim is
+        only the loss rescaled); titled with the model and the run's data; test evaluations in the log marked."""
+        unit = "bits/dim" if self.n_bins > 1 else "nats"
+        records = read_log(self.log_path)
+        if records:  # a run that never finished a step has nothing to plot
+            plot_training_curve(self.curve_path, records, title=run_title(self.model, self.run_config.get("data")),
+                                unit=unit)
