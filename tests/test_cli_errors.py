@@ -251,3 +251,25 @@ def test_fuzzed_command_lines_exit_0_1_or_2_and_never_raise(fuzz_dir, monkeypatc
     status = run(*argv)
     assert status in (0, USAGE, FAILURE), (argv, status)
 
+
+
+# ------------------------------------------------------------------------------------------------ memory
+ADDRESS_SPACE_LIMIT = 4 << 30   # bytes: enough to import nflow and Numba, far too little for the model below
+
+
+def test_a_model_too_large_for_memory_is_one_line_and_exit_1(tmp_path):
+    # hidden 200,000: one 200,000² weight is 298 GiB; the child's address space is capped so that the allocation
+    # fails at once on any machine (without the cap, an overcommitting kernel could accept it and then kill us)
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+
+    done = subprocess.run([sys.executable, "-m", "nflow", "train", "--hidden", "200000", "--steps", "1",
+                           "--out", str(tmp_path / "big"), "--no-progress"], preexec_fn=cap, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == FAILURE, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("nflow: error: out of memory")

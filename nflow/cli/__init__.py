@@ -5,8 +5,9 @@ status, never a traceback:
 
 - 2, a usage error: argparse's own, and the checks each command makes before any work (``commands.fail``);
 - 1, a failure during the work: nflow's own errors (:class:`nflow.errors.NflowError`: a damaged checkpoint,
-  missing or damaged data, a run that diverged) and the operating system's refusals (:class:`OSError`: a full
-  disk, a path that cannot be read or written);
+  missing or damaged data, a run that diverged), the operating system's refusals (:class:`OSError`: a full
+  disk, a path that cannot be read or written) and memory that runs out (a model or a batch too large for this
+  machine: :class:`MemoryError`);
 - 128 + the signal's number after Ctrl-C (SIGINT) or SIGTERM: training saves a checkpoint first; the other
   commands stop at once, and their output files, written atomically, are either complete or absent.
 
@@ -62,6 +63,11 @@ def main(argv=None):
             raise
         where = f": {e.filename}" if e.filename else ""
         return error(f"{e.strerror or e}{where}")
+    except MemoryError as e:
+        if args.debug:
+            raise
+        return error(f"out of memory ({e or 'no detail'}); try a smaller model (--hidden, --levels, --flow-steps), "
+                     "a smaller --batch-size or fewer samples (-n)")
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
