@@ -107,7 +107,7 @@ def test_training_defaults_per_kind_of_data(tmp_path):
     (["train", "--steps", "0"], "positive integer"),
     (["train", "--lr", "-1"], "positive"),
     (["train", "--model", "vae"], "invalid choice"),
-    (["train", "--data", "cifar"], "invalid choice"),
+    (["train", "--data", "cifar"], "unknown data 'cifar'; expected a 2-D toy density"),
     (["train", "--steps", "3", "--epochs", "1"], "not allowed with"),
     (["sample", "x.npz", "--temperature", "-0.5"], "≥ 0"),
     (["train", "--model", "glow", "--data", "moons"], "needs images"),

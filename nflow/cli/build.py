@@ -1,19 +1,22 @@
 """Turn a run configuration (a JSON dict saved in every checkpoint) into a model and its data.
 
-A run configuration: ``{"model": "glow"|"realnvp"|"nice", "model_args": {...}, "data": "mnist"|"moons"|...,
-"backend": ..., "dtype": "float32"}``. The model is rebuilt from it exactly, so a checkpoint is enough to
-evaluate, sample or resume.
+A run configuration: ``{"model": "glow"|"realnvp"|"nice", "model_args": {...}, "data": a spec,
+"input_shape": [C, H, W] or [2], "image_size": ..., "grey": ..., "seed": ..., "limit": ..., "dtype": "float32"}``,
+where the data spec is a 2-D toy density ("moons", ...) or an image source of :func:`nflow.data.load_images`
+("mnist", "cifar10", "idx", "idx:DIR", "npz:PATH", "npy:PATH", "folder:DIR"). The model and its data are
+rebuilt from it exactly, so a checkpoint is enough to evaluate, sample or resume.
 """
 import numpy as np
 
-from nflow.data import DENSITIES, load_mnist, sample_toy
+from nflow.data import DENSITIES, IMAGE_SOURCES, is_image_spec, load_images, sample_toy
 from nflow.data.mnist import IMAGE_SIZE
 from nflow.models import NICE, Glow, RealNVP
 
 MODELS = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}
-IMAGE_DATA = ("mnist",)
-DATASETS = IMAGE_DATA + tuple(sorted(DENSITIES))
-MNIST_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # as load_mnist returns them: one grey channel
+TOY_DATA = tuple(sorted(DENSITIES))
+DATA_FORMS = tuple(IMAGE_SOURCES) + TOY_DATA   # what --data accepts, for help and messages
+# Run configurations written before "input_shape" was stored (nflow 0.2.0 on 2026-12-02) held MNIST or a toy.
+MNIST_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)
 TOY_SHAPE = (2,)
 TOY_TRAIN_SIZE = 50_000  # a fixed training set, so epochs mean something and resumption is exact
 TOY_TEST_SIZE = 10_000
@@ -32,27 +35,38 @@ DEFAULT_MODEL_ARGS = {
 
 
 def data_kind(data):
-    return "image" if data in IMAGE_DATA else "toy"
+    return "image" if is_image_spec(data) else "toy"
+
+
+def check_data_spec(data):
+    """``data`` unchanged if it names a toy density or an image source; ValueError listing the forms otherwise."""
+    if data in DENSITIES or is_image_spec(data):
+        return data
+    raise ValueError(f"unknown data {data!r}; expected a 2-D toy density ({', '.join(TOY_DATA)}) or an image "
+                     f"source ({', '.join(IMAGE_SOURCES)})")
 
 
 def default_model_args(model, data):
     key = (model, data_kind(data))
     if key not in DEFAULT_MODEL_ARGS:
         raise ValueError(f"model {model!r} does not take {data_kind(data)} data ({data!r}); "
-                         f"Glow needs images (--data mnist)")
+                         f"Glow needs images (--data mnist, cifar10, idx, npz:PATH, folder:DIR, ...)")
     return dict(DEFAULT_MODEL_ARGS[key])
 
 
 def build_model(run):
     """The model a run configuration describes, freshly initialised (load a state dict into it)."""
-    shape = MNIST_SHAPE if data_kind(run["data"]) == "image" else TOY_SHAPE
+    default_shape = MNIST_SHAPE if data_kind(run["data"]) == "image" else TOY_SHAPE
+    shape = tuple(run.get("input_shape") or default_shape)
     return MODELS[run["model"]](input_shape=shape, dtype=np.dtype(run.get("dtype", "float32")), **run["model_args"])
 
 
 def load_data(run, split, data_dir=None, limit=None):
-    """uint8 images (N, 1, 28, 28) or float32 points (N, 2) for ``split`` ("train" or "test")."""
+    """Images (N, C, H, W) (uint8, or float32 in [0, 1] from a float array file) or float32 points (N, 2) for
+    ``split`` ("train" or "test")."""
     if data_kind(run["data"]) == "image":
-        images, _ = load_mnist(split, data_dir=data_dir)
+        images = load_images(run["data"], split, data_dir, image_size=run.get("image_size"),
+                             grey=run.get("grey")).images
     else:
         n = TOY_TRAIN_SIZE if split == "train" else TOY_TEST_SIZE
         seed = run["seed"] + (TOY_TEST_SEED_OFFSET if split == "test" else 0)

@@ -16,7 +16,7 @@ import nflow
 from nflow.backend import to_numpy
 from nflow.checkpoint import CheckpointError, load_checkpoint, restore_model
 from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, default_model_args, load_data
-from nflow.data.dequantize import N_BINS_8BIT, dequantize
+from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.image import plot_density, save_grid
 from nflow.train import CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_sample_hook
@@ -35,7 +35,8 @@ TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
               "depth": "depth", "scales": "scales", "coupling": "coupling"}
 # Flags of `nflow train` -> the entry of the run configuration they set.
-RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit"}
+RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit", "image_size": "image_size",
+             "grey": "grey"}
 DEFAULT_DATA = "moons"
 DEFAULT_SEED = 0
 # What a resumed run may change; every other flag given with --resume must agree with the checkpoint.
@@ -150,7 +151,8 @@ def _new_run(args):
     if args.no_lu:
         model_args["lu"] = False
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    return dict(model=model_name, model_args=model_args, data=data, seed=seed, limit=args.limit, dtype="float32")
+    return dict(model=model_name, model_args=model_args, data=data, seed=seed, limit=args.limit, dtype="float32",
+                image_size=args.image_size, grey=args.grey)
 
 
 def _new_settings(args, run, n_examples):
@@ -203,6 +205,8 @@ def train(args):
         out = _run_dir(args, run["model"], run["data"])
     _writable_directory(out, "run directory")   # refused now, not after the first hour of training
     data = load_data(run, "train", args.data_dir, run.get("limit"))
+    if checkpoint is None:
+        run["input_shape"] = list(data.shape[1:])   # the model fits the data's (C, H, W); every checkpoint keeps it
     settings = (_resumed_settings(args, checkpoint) if checkpoint is not None
                 else _new_settings(args, run, len(data)))
     if settings["batch_size"] > len(data):   # every batch is full (drop_last): one needs that many examples
@@ -215,7 +219,8 @@ def train(args):
     try:
         model = build_model(run)
     except ValueError as e:
-        fail(str(e))
+        hint = "; --image-size PIXELS resizes the images" if data_kind(run["data"]) == "image" else ""
+        fail(f"{e}{hint}")
     kind = data_kind(run["data"])
     hook = make_sample_hook(model, os.path.join(out, "samples"), n=64,
                             temperature=SAMPLE_TEMPERATURE if kind == "image" else 1.0, seed=0, data_name=run["data"])
@@ -291,9 +296,12 @@ def interpolate_command(args):
     if args.points < 2:
         fail("--points must be at least 2")
     images = load_data(run, "test", args.data_dir)
+    if len(images) < 2 * args.pairs:
+        fail(f"--pairs {args.pairs} needs {2 * args.pairs} test images; the test split of {run['data']} has "
+             f"{len(images)}")
     rng = np.random.default_rng(args.seed)
     chosen = rng.choice(len(images), size=2 * args.pairs, replace=False)
-    x = dequantize(images[chosen], rng, N_BINS_8BIT, model.dtype)
+    x = to_continuous(images[chosen], rng, default_n_bins(images), model.dtype)
     latents = model.encode(x)
     latents = latents if isinstance(latents, list) else [latents]
     weights = np.linspace(0.0, 1.0, args.points)

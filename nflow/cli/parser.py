@@ -3,7 +3,7 @@ import argparse
 import math
 
 from nflow.backend import BACKENDS
-from nflow.cli.build import DATASETS, MODELS
+from nflow.cli.build import DATA_FORMS, MODELS, check_data_spec
 from nflow.train.evaluate import DEFAULT_EVAL_BATCH
 
 
@@ -21,6 +21,14 @@ def checked(convert, accept, what):
 
 
 positive_int = checked(int, lambda v: v >= 1, "a positive integer")
+
+
+def data_spec(text):
+    """An argparse ``type=`` for --data: a toy density's name or an image source's spec."""
+    try:
+        return check_data_spec(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 non_negative_int = checked(int, lambda v: v >= 0, "an integer ≥ 0")
 positive_float = checked(float, lambda v: 0 < v < math.inf, "a positive finite number")  # NaN fails both
 non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite number ≥ 0")
@@ -37,8 +45,13 @@ def make_parser():
     train = sub.add_parser("train", help="train a model (default: RealNVP on the two-moons density)")
     train.add_argument("--model", choices=sorted(MODELS), default=None,
                        help="glow, realnvp or nice (default: realnvp; glow when --data mnist)")
-    train.add_argument("--data", choices=DATASETS, default=None,
-                       help="mnist or a 2-D toy density (default: moons)")
+    train.add_argument("--data", type=data_spec, default=None, metavar="SPEC",
+                       help=f"a 2-D toy density or an image source: {', '.join(DATA_FORMS)} (default: moons)")
+    train.add_argument("--image-size", type=positive_int, default=None, metavar="PIXELS",
+                       help="images: cut to the centred square and scale to PIXELS × PIXELS (needed for a folder "
+                            "of pictures of mixed sizes)")
+    train.add_argument("--grey", action="store_const", const=True, default=None,
+                       help="images: convert colour to one grey channel")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, default=None, help="optimisation steps in total")
     length.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set")
@@ -51,7 +64,8 @@ def make_parser():
     train.add_argument("--backend", choices=BACKENDS, default=None, help="default: the fastest available")
     train.add_argument("--seed", type=non_negative_int, default=None, help="default: 0")
     train.add_argument("--out", default=None, help="run directory (default: runs/<data>-<model>[-N])")
-    train.add_argument("--data-dir", default=None, help="MNIST directory (default: $NFLOW_DATA)")
+    train.add_argument("--data-dir", default=None,
+                       help="where mnist, cifar10 or idx files are (default: $NFLOW_DATA)")
     train.add_argument("--limit", type=positive_int, default=None, help="use only the first N training examples")
     train.add_argument("--resume", default=None, metavar="CKPT",
                        help="continue a run from its checkpoint (a file or a run directory); the run keeps the "
