@@ -93,9 +93,9 @@ def test_training_defaults_per_kind_of_data(tmp_path):
     common = dict(lr=1e-3, max_grad_norm=100.0, betas=(0.9, 0.999), eps=1e-8, seed=0, max_consecutive_skips=20,
                   n_bins=None, progress=True, reversible=False, time_limit=None)
     assert default_settings("toy") == dict(common, steps=3000, batch_size=256, warmup_steps=100,
-                                           checkpoint_every=500, sample_every=0)
+                                           checkpoint_every=500, sample_every=0, eval_every=500)
     assert default_settings("image") == dict(common, steps=1000, batch_size=64, warmup_steps=200,
-                                             checkpoint_every=200, sample_every=200)
+                                             checkpoint_every=200, sample_every=200, eval_every=200)
     assert _run("train", "--epochs", 1, "--limit", 600, "--hidden", 8, "--couplings", 2, "--out", tmp_path,
                 "--no-progress") == 0
     saved = load_checkpoint(tmp_path / "checkpoint.npz").config["train"]

@@ -173,10 +173,11 @@ TRAIN_FLAGS = {
     "--steps": INTS, "--epochs": (["1"], ["0", "-1", "x"]), "--minutes": FLOATS, "--batch-size": INTS,
     "--lr": FLOATS, "--warmup": INTS, "--max-grad-norm": FLOATS, "--backend": (["numpy", "numba"], ["gpu"]),
     "--seed": INTS, "--limit": (["100", "5"], ["0", "x"]), "--checkpoint-every": INTS, "--sample-every": INTS,
+    "--eval-every": INTS, "--image-size": INTS,
     "--levels": INTS, "--flow-steps": INTS, "--hidden": INTS, "--couplings": INTS, "--depth": INTS,
     "--scales": INTS, "--coupling": (["affine", "additive"], ["cubic"]),
 }
-SWITCHES = ["--force", "--reversible", "--no-lu", "--no-progress"]
+SWITCHES = ["--force", "--reversible", "--no-lu", "--no-progress", "--grey"]
 CHECKPOINT_COMMAND_FLAGS = {
     "eval": {"--limit": INTS, "--batch-size": INTS, "--backend": (["numpy"], ["gpu"])},
     "sample": {"-n": INTS, "--temperature": (["0", "0.5", "1"], ["-1", "nan", "inf", "x"]), "--seed": INTS,

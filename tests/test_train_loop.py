@@ -90,11 +90,12 @@ def image_data(n=40, shape=(1, 3, 3), seed=0):
 CONFIG = dict(batch_size=8, lr=0.05, warmup_steps=4, max_grad_norm=0.5, seed=3, checkpoint_every=0, progress=False)
 
 
-def train(run_dir, steps, data=None, model=None, resume=None, on_sample=None, **overrides):
+def train(run_dir, steps, data=None, model=None, resume=None, on_sample=None, on_evaluate=None, **overrides):
     data = image_data() if data is None else data
     model = DiagonalGaussian(data.shape[1:]) if model is None else model
     config = TrainConfig(steps=steps, **dict(CONFIG, **overrides))
-    trainer = Trainer(model, data, config, run_dir, run_config={"model": "diag"}, on_sample=on_sample)
+    trainer = Trainer(model, data, config, run_dir, run_config={"model": "diag"}, on_sample=on_sample,
+                      on_evaluate=on_evaluate)
     return model, trainer, trainer.fit(resume=resume)
 
 
@@ -251,6 +252,34 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert_same_state(full, second)
     assert without_seconds(read_log(tmp_path / "full" / "log.jsonl")) == \
         without_seconds(read_log(tmp_path / "split" / "log.jsonl"))
+
+
+def test_evaluations_are_logged_every_k_steps_and_leave_the_training_trajectory_alone(tmp_path):
+    """on_evaluate runs every eval_every steps on held-out data; its numbers (here: evaluate on other images,
+    checked against a direct call) go to evaluations.jsonl; parameters, optimizer and noise Generator end
+    bit for bit as in a run without evaluations; a resumed run keeps the evaluations up to its checkpoint."""
+    held_out = image_data(n=16, seed=9)
+    calls = []
+
+    def on_evaluate(step):
+        calls.append(step)
+        r = evaluate(model, held_out, seed=0)
+        return {"test_nll": r["nll"], "test_bpd": r["bpd"]}
+
+    _, plain, _ = train(tmp_path / "plain", TOTAL)
+    model = DiagonalGaussian(held_out.shape[1:])
+    _, with_eval, _ = train(tmp_path / "eval", TOTAL, model=model, on_evaluate=on_evaluate, eval_every=3)
+    assert calls == [k for k in range(1, TOTAL + 1) if k % 3 == 0]
+    assert_same_state(plain, with_eval)
+    logged = read_log(tmp_path / "eval" / "evaluations.jsonl")
+    assert [r["step"] for r in logged] == calls
+    assert logged[-1]["test_bpd"] == pytest.approx(evaluate(model, held_out, seed=0)["bpd"], rel=1e-12)
+    # resumed from step 5: the evaluation of step 3 stays, those of steps 6, 9, ... are done again, once each
+    _, first, _ = train(tmp_path / "split", 5, checkpoint_every=5, on_evaluate=on_evaluate, eval_every=3)
+    train(tmp_path / "split", TOTAL, resume=tmp_path / "split" / "checkpoint.npz", on_evaluate=on_evaluate,
+          eval_every=3)
+    assert [r["step"] for r in read_log(tmp_path / "split" / "evaluations.jsonl")] == \
+        [k for k in range(1, TOTAL + 1) if k % 3 == 0]
 
 
 def test_resume_without_the_optimizer_state_would_differ(tmp_path):

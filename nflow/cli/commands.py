@@ -19,7 +19,8 @@ from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, defau
 from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.image import plot_density, save_grid
-from nflow.train import CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_sample_hook
+from nflow.train import (CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_eval_hook,
+                         make_sample_hook)
 from nflow.train.config import default_settings
 from nflow.train.hooks import run_title, sample_caption, save_samples_png
 from nflow.train.modes import evaluating
@@ -28,10 +29,13 @@ EVAL_SPLIT = "test"
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
 HISTOGRAM_SAMPLES = 100_000
 SAMPLE_TEMPERATURE = 0.7   # of the sample grids written during image training (Glow §5)
+# Test examples evaluated every --eval-every steps during training: the first this many of the test split (the
+# standard error of the mean NLL is then about σ/32; `nflow eval` measures the whole split afterwards).
+EVAL_EXAMPLES_DURING_TRAINING = 1000
 # Flags of `nflow train` -> the setting they give: of the TrainConfig, and of the model's architecture.
 TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup_steps",
                "max_grad_norm": "max_grad_norm", "checkpoint_every": "checkpoint_every",
-               "sample_every": "sample_every"}
+               "sample_every": "sample_every", "eval_every": "eval_every"}
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
               "depth": "depth", "scales": "scales", "coupling": "coupling"}
 # Flags of `nflow train` -> the entry of the run configuration they set.
@@ -227,7 +231,11 @@ def train(args):
     print(f"nflow: training {run['model']} on {run['data']} ({len(data)} examples) for {config.steps} steps "
           f"on the {nflow.get_backend()} backend; {model.n_parameters():,} parameters; run directory {out}",
           file=sys.stderr)
-    trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook)
+    on_evaluate = None
+    if config.eval_every:
+        test = load_data(run, EVAL_SPLIT, args.data_dir, EVAL_EXAMPLES_DURING_TRAINING)
+        on_evaluate = make_eval_hook(model, test)
+    trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook, on_evaluate=on_evaluate)
     try:
         result = trainer.fit(resume=checkpoint)
     except TrainingDiverged as e:

@@ -74,6 +74,9 @@ def make_parser():
     train.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
     train.add_argument("--checkpoint-every", type=non_negative_int, default=None)
     train.add_argument("--sample-every", type=non_negative_int, default=None)
+    train.add_argument("--eval-every", type=non_negative_int, default=None,
+                       help="test NLL and bits/dim of the first 1000 test examples every this many steps, marked "
+                            "on the curve (0: never)")
     train.add_argument("--reversible", action="store_true", help="memory-free reversible backprop")
     train.add_argument("--no-progress", action="store_true", help="no progress line")
     arch = train.add_argument_group("architecture (defaults depend on the model)")

@@ -29,6 +29,7 @@ class TrainConfig:
     (None: no clipping). betas, eps: Adam's. seed: batch order and dequantization noise.
     checkpoint_every: save every this many steps (and always at the end; 0: only at the end).
     sample_every: call ``on_sample(step)`` every this many steps (0: never).
+    eval_every: call ``on_evaluate(step)`` (the held-out likelihood) every this many steps (0: never).
     max_consecutive_skips: stop after this many consecutive non-finite steps.
     n_bins: quantisation levels of the data for bits/dim (None: 256 for uint8 data, 1 for float data).
     progress: draw the progress line on stderr.
@@ -48,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     sample_every: int = 0
+    eval_every: int = 0
     max_consecutive_skips: int = MAX_CONSECUTIVE_SKIPS
     n_bins: int = None
     progress: bool = True
@@ -60,7 +62,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "max_consecutive_skips"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "checkpoint_every", "sample_every"):
+        for name in ("warmup_steps", "checkpoint_every", "sample_every", "eval_every"):
             if int(getattr(self, name)) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -103,8 +105,8 @@ class TrainConfig:
 # flags override any of these). Toy points: the one-command demo, `nflow train` in about a minute on 2 cores,
 # with large batches of cheap 2-D points. Images: a short Glow run, with sample sheets as it goes.
 DATA_KIND_SETTINGS = {
-    "toy": dict(steps=3000, batch_size=256, warmup_steps=100, checkpoint_every=500),
-    "image": dict(steps=1000, warmup_steps=200, checkpoint_every=200, sample_every=200),
+    "toy": dict(steps=3000, batch_size=256, warmup_steps=100, checkpoint_every=500, eval_every=500),
+    "image": dict(steps=1000, warmup_steps=200, checkpoint_every=200, sample_every=200, eval_every=200),
 }
 
 

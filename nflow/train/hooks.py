@@ -1,5 +1,6 @@
-"""Ready-made ``on_sample`` callbacks: write the model's samples as a PNG every few steps, captioned with the
-model, the data, the step and the temperature."""
+"""Ready-made callbacks of the trainer: ``on_sample`` writes the model's samples as a PNG every few steps,
+captioned with the model, the data, the step and the temperature; ``on_evaluate`` measures the held-out
+likelihood."""
 import os
 
 import numpy as np
@@ -7,6 +8,7 @@ import numpy as np
 from nflow.backend import to_numpy
 from nflow.data.toy import PLOT_LIMIT
 from nflow.image import plot_points, save_grid
+from nflow.train.evaluate import DEFAULT_EVAL_BATCH, evaluate
 
 HIST_BINS = 200  # histogram cells per side of the picture of toy samples
 
@@ -56,3 +58,14 @@ def make_sample_hook(model, out_dir, n=64, temperature=1.0, seed=0, nrow=8, pref
                          caption=sample_caption(title, step, temperature))
 
     return on_sample
+
+
+def make_eval_hook(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0):
+    """An ``on_evaluate(step)`` for :class:`~nflow.train.Trainer`: the held-out NLL (nats per example) and
+    bits/dim of ``model`` on ``data`` (:func:`nflow.train.evaluate`, its own noise seed), as
+    ``{"test_nll", "test_bpd"}`` for the run's evaluation log and its curve."""
+    def on_evaluate(step):
+        result = evaluate(model, data, batch_size=batch_size, seed=seed)
+        return {"test_nll": result["nll"], "test_bpd": result["bpd"], "test_n": result["n"]}
+
+    return on_evaluate

@@ -53,6 +53,7 @@ from nflow.train.schedule import warmup_lr
 from nflow.train.signals import StepAborted, StopSignals
 
 CHECKPOINT_NAME = "checkpoint.npz"
+EVAL_LOG_NAME = "evaluations.jsonl"   # {"step", "test_nll", "test_bpd", ...} every config.eval_every steps
 LOG_NAME = "log.jsonl"
 CURVE_NAME = "curve.png"
 # The SeedSequence spawn key of the dequantization noise (the batch order uses data.batches.SHUFFLE_STREAM).
@@ -91,11 +92,15 @@ class Trainer:
     dataset), saved in every checkpoint next to the training settings so the CLI can rebuild the model.
     on_sample: optional ``callable(step)``, called every ``config.sample_every`` steps in eval mode without
     a graph; it should draw with an explicit seed so it does not disturb nflow's global Generator.
+    on_evaluate: optional ``callable(step) -> dict`` of numbers (such as ``{"test_nll", "test_bpd"}``), called
+    every ``config.eval_every`` steps in eval mode; each result is appended to ``evaluations.jsonl`` with its
+    step and marked on the curve. Like ``on_sample`` it must leave the training state alone (its own seeds), so
+    a resumed run still continues exactly.
     dtype: the floating type the batches are given to the model in.
     """
 
     def __init__(self, model, data, config, run_dir, run_config=None, on_sample=None, progress_stream=None,
-                 dtype=np.float32):
+                 dtype=np.float32, on_evaluate=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
         data = np.asarray(data)
@@ -110,13 +115,14 @@ class Trainer:
         os.makedirs(self.run_dir, exist_ok=True)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_NAME)
         self.log_path = os.path.join(self.run_dir, LOG_NAME)
+        self.eval_log_path = os.path.join(self.run_dir, EVAL_LOG_NAME)
         self.curve_path = os.path.join(self.run_dir, CURVE_NAME)
         self.run_config = dict(run_config or {})
         try:  # fail now, not at the first checkpoint an hour in
             json.dumps(self.run_config, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"Trainer: run_config must be JSON-serialisable (it is saved in checkpoints): {e}") from e
-        self.on_sample, self.progress_stream, self.dtype = on_sample, progress_stream, dtype
+        self.on_sample, self.on_evaluate, self.progress_stream, self.dtype = on_sample, on_evaluate, progress_stream, dtype
         self.params = list(model.parameters())
         self.optimizer = Adam(self.params, lr=config.lr, betas=config.betas, eps=config.eps)
         self.sampler = BatchSampler(len(data), config.batch_size, config.seed)
@@ -286,6 +292,7 @@ class Trainer:
         # A run that continues (resumed, or fit again with more steps) keeps its log up to its step; a fresh
         # run starts a fresh one.
         log = RunLog(self.log_path, keep_until=self.step if self.step > 0 else None)
+        eval_log = RunLog(self.eval_log_path, keep_until=self.step if self.step > 0 else None)
         progress = ProgressBar(self.config.steps, self.step, self.progress_stream, self.config.progress)
         if hasattr(self.model, "train"):
             self.model.train(True)
@@ -303,6 +310,7 @@ class Trainer:
                         progress.update(self.step, self.last_loss, self.last_bpd, self.skipped_total,
                                         force=self.step == self.config.steps)
                         self._maybe_sample()
+                        self._maybe_evaluate(eval_log)
                 except StepAborted:
                     self._abort()
                 with stop.critical():
@@ -314,6 +322,7 @@ class Trainer:
                     self.write_curve()
         finally:
             log.close()
+            eval_log.close()
             progress.close()
         return TrainResult(status=status, step=self.step, checkpoint=self.checkpoint_path, signal=signum,
                            loss=self.last_loss, bpd=self.last_bpd, skipped_steps=self.skipped_total,
@@ -326,6 +335,14 @@ class Trainer:
         with evaluating(self.model):
             self.on_sample(self.step)
 
+    def _maybe_evaluate(self, eval_log):
+        every = self.config.eval_every
+        if self.on_evaluate is None or not every or self.step % every:
+            return
+        with evaluating(self.model):
+            result = self.on_evaluate(self.step)
+        eval_log.write({"step": self.step, **result})
+
     def write_curve(self):
         """Plot the logged curve to ``curve.png``: bits/dim when the data has quantisation levels (images; the
         code length of a pixel), the loss in nats otherwise (n_bins = 1: continuous data, where bits/dim is
@@ -333,5 +350,5 @@ class Trainer:
         unit = "bits/dim" if self.n_bins > 1 else "nats"
         records = read_log(self.log_path)
         if records:  # a run that never finished a step has nothing to plot
-            plot_training_curve(self.curve_path, records, title=run_title(self.model, self.run_config.get("data")),
+            plot_training_curve(self.curve_path, records + read_log(self.eval_log_path), title=run_title(self.model, self.run_config.get("data")),
                                 unit=unit)
