@@ -144,7 +144,9 @@ def test_sigkill_during_checkpoint_writes_leaves_a_complete_checkpoint(tmp_path)
     assert landed_mid_write >= 1, "no SIGKILL landed inside a checkpoint write"
 
 
-TRAIN_FLAGS = ["--hidden", "8", "--couplings", "2", "--batch-size", "64", "--seed", "3", "--no-progress"]
+TRAIN_FLAGS = ["--hidden", "8", "--couplings", "2", "--batch-size", "64", "--seed", "3", "--no-progress",
+               "--eval-every", "0"]
+RUN_STEPS = 100_000
 
 
 def nflow_cli(*argv):
@@ -161,7 +163,9 @@ def test_sigkill_during_training_then_resume_continues_from_the_killed_step(tmp_
     rng = np.random.default_rng(7)
     run = tmp_path / "run"
     checkpoint = run / "checkpoint.npz"
-    proc = subprocess.Popen(nflow_cli("train", "--steps", 200, "--checkpoint-every", 1, "--out", run, *TRAIN_FLAGS),
+    # far more steps than run before the kill on any machine, so the kill always lands mid-run
+    proc = subprocess.Popen(nflow_cli("train", "--steps", RUN_STEPS, "--checkpoint-every", 1, "--out", run,
+                                      *TRAIN_FLAGS),
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + CHILD_TIMEOUT
@@ -177,7 +181,7 @@ def test_sigkill_during_training_then_resume_continues_from_the_killed_step(tmp_
     assert proc.returncode == -signal.SIGKILL, f"nflow train finished before the kill ({proc.returncode}): {err}"
 
     killed_step = load_checkpoint(checkpoint).step
-    assert 1 <= killed_step < 200
+    assert 1 <= killed_step < RUN_STEPS
     logged = [r["step"] for r in read_log(run / "log.jsonl")]
     assert logged[:killed_step] == list(range(1, killed_step + 1))
 
