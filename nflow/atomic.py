@@ -28,6 +28,9 @@ def atomic_write(path, write, mode="wb"):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TEMP_SUFFIX)
     try:
+        # mkstemp makes the file private (0600); the result should have the mode any new file of the user gets
+        # (0666 less the umask), or keep the mode of the file it replaces.
+        os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
             write(f)
             f.flush()
@@ -54,6 +57,15 @@ def stale_temporaries(path):
     except OSError:
         return []
     return sorted(os.path.join(directory, n) for n in names if n.startswith(prefix) and n.endswith(TEMP_SUFFIX))
+
+
+def _mode_for(path):
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)   # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(path, data):

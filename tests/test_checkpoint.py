@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nflow.atomic import atomic_write
+from nflow.atomic import atomic_write, atomic_write_bytes
 from nflow.checkpoint import (FORMAT_VERSION, CheckpointError, NonFiniteStateError, load_checkpoint,
                               save_checkpoint)
 
@@ -199,3 +199,16 @@ def test_zip_crc_is_what_catches_flipped_array_bytes(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="CRC"):
         load_checkpoint(path)
+
+
+def test_atomic_write_gives_new_files_the_umask_mode_and_keeps_a_replaced_files_mode(tmp_path):
+    # mkstemp's temporary file is 0600; a checkpoint or a picture must not end up private by accident
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "new.bin", b"x")
+        assert os.stat(tmp_path / "new.bin").st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "new.bin", 0o640)
+        atomic_write_bytes(tmp_path / "new.bin", b"y")
+        assert os.stat(tmp_path / "new.bin").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
