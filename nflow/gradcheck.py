@@ -7,8 +7,8 @@ For a function ``f`` of tensors returning a tensor ``y``, reverse mode gives the
     ∂s/∂x_i ≈ (s(x + ε e_i) - s(x - ε e_i)) / 2ε            (each element, for small inputs)
     ∇s · v  ≈ (s(x + ε v)   - s(x - ε v))   / 2ε            (random unit directions v, for large inputs)
 
-The truncation error is O(ε²) and the rounding error O(u/ε) with u = 2⁻⁵³; ε = 2⁻²⁰ ≈ 1e-6 balances them to about
-1e-10 relative. In float32 (u = 2⁻²⁴) no ε gives a useful check, so float32 inputs are refused.
+The truncation error is O(ε²) and the rounding error O(u/ε) with u = 2⁻⁵³; ε = 2⁻²⁰ ≈ 1e-6 balances them to
+about 1e-10 relative. In float32 (u = 2⁻²⁴) no ε gives a useful check, so float32 inputs are refused.
 
 Kinks. A network with ReLUs is only piecewise smooth: where a unit switches between x - εv and x + εv, the
 central difference averages two slopes and matches neither side's gradient. Every difference here is

@@ -149,7 +149,8 @@ def _new_run(args):
     foreign += ["--no-lu"] if args.no_lu and "lu" not in model_args else []
     if foreign:
         takes = [f"--{flag_of[s].replace('_', '-')}" for s in model_args if s in flag_of]
-        fail(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to {model_name} on {data} data (its architecture flags: "
+        verb = "does" if len(foreign) == 1 else "do"
+        fail(f"{', '.join(foreign)} {verb} not apply to {model_name} on {data} data (its architecture flags: "
              f"{', '.join(takes) or 'none'})")
     model_args.update(given)
     if args.no_lu:
@@ -319,7 +320,8 @@ def interpolate_command(args):
         line = [[(1 - w) * z[a] + w * z[b] for w in weights] for z in latents]  # per latent, per point
         rows.append(to_numpy(model.decode([np.stack(points) for points in line])))
     strip = np.clip(np.concatenate(rows), 0.0, 1.0)
-    save_grid(args.output, strip, nrow=args.points, scale=2, caption=f"{run_title(model, run['data'])} — step {ck.step}")
+    save_grid(args.output, strip, nrow=args.points, scale=2,
+              caption=f"{run_title(model, run['data'])} — step {ck.step}")
     print(f"nflow: {args.pairs} interpolations of {args.points} points written to {args.output}", file=sys.stderr)
     return 0
 

@@ -25,7 +25,8 @@ from nflow.image.png import encode_png, write_png
 from nflow.image.training_curve import ema, plot_training_curve, training_curve_figure
 
 __all__ = [
-    "to_uint8", "chw_to_hwc", "upscale", "encode_png", "write_png", "make_grid", "save_grid", "new_figure", "save_figure", "figure_pixels", "ema",
+    "to_uint8", "chw_to_hwc", "upscale", "encode_png", "write_png", "make_grid", "save_grid", "new_figure",
+    "save_figure", "figure_pixels", "ema",
     "training_curve_figure", "plot_training_curve", "histogram_2d", "density_figure", "plot_density",
     "points_figure", "plot_points", "caption_strip", "add_caption",
 ]

@@ -9,5 +9,6 @@ from nflow.train.trainer import (CHECKPOINT_NAME, CURVE_NAME, LOG_NAME, ResumeEr
 
 __all__ = [
     "TrainConfig", "MAX_CONSECUTIVE_SKIPS", "Trainer", "TrainResult", "TrainingDiverged", "ResumeError", "evaluate",
-    "make_sample_hook", "make_eval_hook", "save_samples_png", "read_log", "warmup_lr", "CHECKPOINT_NAME", "LOG_NAME", "CURVE_NAME",
+    "make_sample_hook", "make_eval_hook", "save_samples_png", "read_log", "warmup_lr", "CHECKPOINT_NAME",
+    "LOG_NAME", "CURVE_NAME",
 ]

@@ -122,7 +122,8 @@ class Trainer:
             json.dumps(self.run_config, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"Trainer: run_config must be JSON-serialisable (it is saved in checkpoints): {e}") from e
-        self.on_sample, self.on_evaluate, self.progress_stream, self.dtype = on_sample, on_evaluate, progress_stream, dtype
+        self.on_sample, self.on_evaluate = on_sample, on_evaluate
+        self.progress_stream, self.dtype = progress_stream, dtype
         self.params = list(model.parameters())
         self.optimizer = Adam(self.params, lr=config.lr, betas=config.betas, eps=config.eps)
         self.sampler = BatchSampler(len(data), config.batch_size, config.seed)
@@ -350,5 +351,6 @@ class Trainer:
         unit = "bits/dim" if self.n_bins > 1 else "nats"
         records = read_log(self.log_path)
         if records:  # a run that never finished a step has nothing to plot
-            plot_training_curve(self.curve_path, records + read_log(self.eval_log_path), title=run_title(self.model, self.run_config.get("data")),
+            plot_training_curve(self.curve_path, records + read_log(self.eval_log_path),
+                                title=run_title(self.model, self.run_config.get("data")),
                                 unit=unit)
