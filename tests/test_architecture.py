@@ -14,7 +14,7 @@ LAYER_OF = {
     "nn": "nn", "optim": "nn",
     "flows": "flows",
     "models": "models", "reversible": "models",
-    "train": "train", "data": "train", "checkpoint": "train", "image": "train", "testing": "train",
+    "train": "train", "data": "train", "checkpoint": "train", "image": "train", "testing": "train", "inspect": "train",
     "cli": "cli", "__main__": "cli",
 }
 FRAMEWORKS = ("torch", "jax", "tensorflow", "flax", "keras", "autograd")

@@ -13,6 +13,7 @@ status, never a traceback:
 
 ``nflow --debug ...`` lets the traceback through instead. Anything else is a bug in nflow and keeps its traceback.
 """
+import os
 import signal
 import sys
 import threading
@@ -58,6 +59,10 @@ def main(argv=None):
         if args.debug:
             raise
         return error(str(e))
+    except BrokenPipeError:
+        # the reader of our output went away (`nflow inspect RUN | head`): stop quietly, as other programs do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGNAL_EXIT_BASE + signal.SIGPIPE
     except OSError as e:
         if args.debug:
             raise

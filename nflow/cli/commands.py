@@ -19,6 +19,7 @@ from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, defau
 from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.image import plot_density, save_grid
+from nflow.inspect import decompose, level_pictures
 from nflow.train import (CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_eval_hook,
                          make_sample_hook)
 from nflow.train.config import default_settings
@@ -32,6 +33,7 @@ SAMPLE_TEMPERATURE = 0.7   # of the sample grids written during image training (
 # Test examples evaluated every --eval-every steps during training: the first this many of the test split (the
 # standard error of the mean NLL is then about σ/32; `nflow eval` measures the whole split afterwards).
 EVAL_EXAMPLES_DURING_TRAINING = 1000
+INSPECT_PICTURES = 8   # test images in the level-pictures sheet of `nflow inspect -o`
 # Flags of `nflow train` -> the setting they give: of the TrainConfig, and of the model's architecture.
 TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup_steps",
                "max_grad_norm": "max_grad_norm", "checkpoint_every": "checkpoint_every",
@@ -326,4 +328,23 @@ def interpolate_command(args):
     return 0
 
 
-COMMANDS = {"train": train, "eval": evaluate_command, "sample": sample_command, "interpolate": interpolate_command}
+def inspect_command(args):
+    if args.output:
+        _output_file(args.output, "-o")
+    model, run, ck = _trained_model(args)
+    if args.output and data_kind(run["data"]) != "image":
+        fail(f"-o: the level pictures need an image model; this checkpoint was trained on {run['data']}")
+    data = load_data(run, EVAL_SPLIT, args.data_dir, args.limit)
+    result = decompose(model, data, batch_size=args.batch_size, seed=0)
+    print(json.dumps(dict(result.to_dict(), data=run["data"], split=EVAL_SPLIT, step=ck.step)) if args.json
+          else f"{run['data']}, {EVAL_SPLIT} split, checkpoint at step {ck.step}\n{result}")
+    if args.output:
+        sheet = level_pictures(model, data[:INSPECT_PICTURES])
+        save_grid(args.output, sheet, nrow=min(INSPECT_PICTURES, len(data)), scale=2,
+                  caption=f"{run_title(model, run['data'])} — inputs, then decoded from the top level down")
+        print(f"nflow: level pictures written to {args.output}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": train, "eval": evaluate_command, "sample": sample_command, "interpolate": interpolate_command,
+            "inspect": inspect_command}

@@ -105,6 +105,16 @@ def make_parser():
     sa.add_argument("-o", "--output", default="samples.png")
     sa.add_argument("--backend", choices=BACKENDS, default=None)
 
+    ins = sub.add_parser("inspect", help="where the bits go: the test NLL taken apart by level and layer, "
+                         "latent statistics, and what each level carries (-o)")
+    ins.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    ins.add_argument("--data-dir", default=None)
+    ins.add_argument("--limit", type=positive_int, default=None, help="the first N test examples")
+    ins.add_argument("--batch-size", type=positive_int, default=DEFAULT_EVAL_BATCH)
+    ins.add_argument("--json", action="store_true", help="print the result as one JSON object, for scripts")
+    ins.add_argument("-o", "--output", default=None, help="a PNG: inputs, then decoded from the top level down")
+    ins.add_argument("--backend", choices=BACKENDS, default=None)
+
     it = sub.add_parser("interpolate", help="a PNG strip of decoded latent interpolations between test images")
     it.add_argument("checkpoint")
     it.add_argument("--pairs", type=positive_int, default=4, help="rows: pairs of test images")

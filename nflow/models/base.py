@@ -79,14 +79,17 @@ class FlowModel(Module):
         """Every layer of the model in forward order, preprocessing first (nested sequences flattened)."""
         return leaf_layers(self.preprocess) + [layer for level in self.levels for layer in leaf_layers(level)]
 
-    def forward_latents(self, x, before_layer=None):
+    def forward_latents(self, x, before_layer=None, after_layer=None):
         """x (Tensor) -> (latents, logdet): the latents in the order they leave (the top one last) and the
-        per-sample Σ log|det| of the whole map. ``before_layer(index, h)``, if given, sees every layer's input."""
+        per-sample Σ log|det| of the whole map. ``before_layer(index, h)``, if given, sees every layer's input;
+        ``after_layer(index, layer_logdet)`` every layer's own log-det (``nflow.inspect`` adds them up by level)."""
         h, logdet, latents = x, None, []
         for index, layer in enumerate(self.flow_layers()):
             if before_layer is not None:
                 before_layer(index, h)
             h, layer_logdet = layer.forward(h)
+            if after_layer is not None:
+                after_layer(index, layer_logdet)
             logdet = layer_logdet if logdet is None else logdet + layer_logdet
             if layer.factors_out:
                 h, z = layer.factor_out(h)

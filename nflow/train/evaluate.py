@@ -13,6 +13,16 @@ DEFAULT_EVAL_BATCH = 500
 EVAL_NOISE_STREAM = 2
 
 
+def eval_batches(data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dtype=np.float32):
+    """The batches evaluation feeds a model, in order: ``data`` in slices of ``batch_size``, uint8 images
+    dequantized with noise from ``seed`` (its own stream, so training's Generators are untouched). Every
+    held-out measurement (:func:`evaluate`, :func:`nflow.inspect.decompose`) reads the same inputs from it."""
+    n_bins = n_bins or default_n_bins(data)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVAL_NOISE_STREAM,)))
+    for start in range(0, len(data), batch_size):
+        yield to_continuous(data[start:start + batch_size], rng, n_bins, dtype)
+
+
 def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dtype=np.float32):
     """Mean NLL (nats per example) and bits/dim of ``model`` on every example of ``data``, in order.
 
@@ -24,11 +34,9 @@ def evaluate(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, n_bins=None, dt
     """
     data = np.asarray(data)
     n_bins = n_bins or default_n_bins(data)
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(EVAL_NOISE_STREAM,)))
     total, total_sq, nonfinite = 0.0, 0.0, 0
     with evaluating(model), np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        for start in range(0, len(data), batch_size):
-            x = to_continuous(data[start:start + batch_size], rng, n_bins, dtype)
+        for x in eval_batches(data, batch_size, seed, n_bins, dtype):
             log_prob = model.log_prob(nflow.tensor(x)).numpy().astype(np.float64)
             nonfinite += int((~np.isfinite(log_prob)).sum())
             total += float(log_prob.sum())
