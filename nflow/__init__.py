@@ -12,6 +12,7 @@ from nflow.backend import backend, get_backend, set_backend
 from nflow.errors import NflowError
 from nflow.finite_differences import NonDifferentiablePoint
 from nflow.gradcheck import gradcheck
+from nflow.graph import graph
 from nflow.metrics import bits_per_dim
 from nflow.random import seed
 from nflow.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
@@ -20,6 +21,6 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
-    "backend", "get_backend", "set_backend", "gradcheck", "NonDifferentiablePoint", "NflowError", "seed",
+    "backend", "get_backend", "set_backend", "gradcheck", "graph", "NonDifferentiablePoint", "NflowError", "seed",
     "functional", "nn", "optim",
 ]
