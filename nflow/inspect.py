@@ -198,15 +198,30 @@ def format_decomposition(d):
     return "\n".join(lines)
 
 
+def latent_picture(z, image_shape, sigma=1.0):
+    """A latent (n, c, h, w) — or (n, D) with D the image's size — as images of ``image_shape`` in [0, 1]: the
+    root mean square over its channels at each position, black at 0 and white from 3σ of the prior on, enlarged
+    by repetition to the image's size (every level's latent covers the whole image at a coarser grid)."""
+    z = np.asarray(z, dtype=np.float64)
+    c, height, width = image_shape
+    if z.ndim == 2:
+        z = z.reshape((len(z),) + tuple(image_shape))
+    magnitude = np.sqrt((z ** 2).mean(axis=1))                        # (n, h, w)
+    magnitude = magnitude.repeat(height // magnitude.shape[1], axis=1).repeat(width // magnitude.shape[2], axis=2)
+    return np.repeat(np.clip(magnitude / (TAIL_SIGMAS * sigma), 0.0, 1.0)[:, None], c, axis=1)
+
+
 def level_pictures(model, images, seed=0):
-    """What each level carries (Dinh et al. 2017, Fig. 4): rows of decoded images, the first from the top latent
-    alone (the others at zero, the prior's mode for both priors), then adding the latents of lower levels one
-    by one, the last the reconstruction; above them the inputs. ``images``: a few examples of the data.
-    Returns an array (rows · n, C, H, W) in [0, 1] for :func:`nflow.image.save_grid` with ``nrow=n``."""
+    """What each level carries (Dinh et al. 2017, Fig. 4), as rows of n images: the inputs; each level's latent
+    (:func:`latent_picture`, the first level first); then images decoded from the top latent alone (the others at
+    zero, the prior's mode for both priors), adding the latents of lower levels one by one, the last the
+    reconstruction. ``images``: a few examples of the data. Returns an array (rows · n, C, H, W) in [0, 1] for
+    :func:`nflow.image.save_grid` with ``nrow=n``."""
     x = next(eval_batches(np.asarray(images), len(images), seed))
     latents = model.encode(x)
     latents = latents if isinstance(latents, list) else [latents]
     rows = [np.asarray(x)]
+    rows += [latent_picture(to_numpy(z), model.input_shape, PRIOR_SIGMA[model.prior]) for z in latents]
     for keep in range(1, len(latents) + 1):   # the top `keep` latents kept, the lower ones at zero
         partial = [z if k >= len(latents) - keep else np.zeros_like(z) for k, z in enumerate(latents)]
         rows.append(to_numpy(model.decode(partial)))

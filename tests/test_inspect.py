@@ -13,7 +13,7 @@ import nflow
 from nflow.backend import to_numpy
 from nflow.cli import main
 from nflow.flows import InvConv1x1
-from nflow.inspect import PRIOR_TAIL, decompose, level_pictures
+from nflow.inspect import PRIOR_TAIL, decompose, latent_picture, level_pictures
 from nflow.models import NICE, Glow, RealNVP
 from nflow.tensor import no_grad
 from nflow.train import evaluate
@@ -92,13 +92,25 @@ def test_condition_numbers_are_those_of_w_and_parameters_are_counted():
     assert sum(s.parameters for s in d.layers) == sum(int(p.size) for p in model.parameters())
 
 
-def test_level_pictures_end_with_the_reconstruction():
+def test_level_pictures_show_each_latent_then_end_with_the_reconstruction():
     model, data = perturbed("Glow"), images(n=4)
     sheet = level_pictures(model.eval(), data)
-    assert sheet.shape == (4 * 3, 1, 8, 8)    # inputs, top level alone, both levels
-    inputs, reconstruction = sheet[:4], sheet[8:]
+    assert sheet.shape == (4 * 5, 1, 8, 8)    # inputs, latents of levels 1 and 2, top level alone, both levels
+    inputs, reconstruction = sheet[:4], sheet[16:]
     assert np.abs(reconstruction - inputs).max() < 1e-4
-    assert np.abs(sheet[4:8] - inputs).max() > 1e-2   # the top level alone is not the whole picture
+    assert np.abs(sheet[12:16] - inputs).max() > 1e-2   # the top level alone is not the whole picture
+    with no_grad():
+        level1 = to_numpy(model.encode(next(eval_batches(data, 4)))[0]).astype(np.float64)   # (4, 2, 4, 4)
+    rms = np.sqrt((level1 ** 2).mean(axis=1))            # per position, over channels
+    expected = np.clip(rms / 3.0, 0, 1).repeat(2, axis=1).repeat(2, axis=2)   # 4×4 grid -> 8×8 image
+    np.testing.assert_allclose(sheet[4:8, 0], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_vector_latent_of_the_image_size_is_drawn_as_the_image():
+    z = np.arange(2 * 4, dtype=np.float64).reshape(2, 4) - 3.0   # NICE-like (n, D), D = 1·2·2
+    picture = latent_picture(z, (1, 2, 2))
+    assert picture.shape == (2, 1, 2, 2)
+    np.testing.assert_allclose(picture.reshape(2, 4), np.clip(np.abs(z) / 3.0, 0, 1))
 
 
 def test_empty_data_is_refused():

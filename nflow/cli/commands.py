@@ -341,7 +341,8 @@ def inspect_command(args):
     if args.output:
         sheet = level_pictures(model, data[:INSPECT_PICTURES])
         save_grid(args.output, sheet, nrow=min(INSPECT_PICTURES, len(data)), scale=2,
-                  caption=f"{run_title(model, run['data'])} — inputs, then decoded from the top level down")
+                  caption=f"{run_title(model, run['data'])} — inputs; each level's latent (RMS over channels, white "
+                          "= 3σ); decoded from the top level alone, then with each lower level")
         print(f"nflow: level pictures written to {args.output}", file=sys.stderr)
     return 0
 
