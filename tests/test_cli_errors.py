@@ -270,7 +270,11 @@ def test_a_model_too_large_for_memory_is_one_line_and_exit_1(tmp_path):
 
     done = subprocess.run([sys.executable, "-m", "nflow", "train", "--hidden", "200000", "--steps", "1",
                            "--out", str(tmp_path / "big"), "--no-progress"], preexec_fn=cap, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120,
+                          # OpenBLAS reserves address space per thread: one thread keeps the cap independent of the
+                          # machine's core count
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                                   NUMBA_NUM_THREADS="1"))
     assert done.returncode == FAILURE, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("nflow: error: out of memory")

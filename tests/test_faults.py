@@ -89,6 +89,22 @@ while time.monotonic() < deadline:
 KILL_ROUNDS = 10
 
 
+def kill_once_it_has_saved(proc, saved, who, delay, poll):
+    """Wait until ``saved()`` (the child wrote its first checkpoint), wait ``delay`` seconds more, SIGKILL the
+    child and collect it; return its stderr. Fails if the child exits or never saves within CHILD_TIMEOUT."""
+    try:
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while not saved():
+            assert proc.poll() is None, f"{who} exited with {proc.returncode}: {proc.communicate()[1]}"
+            assert time.monotonic() < deadline, f"{who} never saved a checkpoint"
+            time.sleep(poll)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        return proc.communicate(timeout=CHILD_TIMEOUT)[1]
+    finally:
+        stop(proc)
+
+
 def _identity(path):
     """What changes whenever the file at ``path`` is replaced or rewritten: (inode, modification time)."""
     try:
@@ -114,17 +130,8 @@ def test_sigkill_during_checkpoint_writes_leaves_a_complete_checkpoint(tmp_path)
         identity_before, temps_before = _identity(path), temp_files(tmp_path, name)
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(start)], env=ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + CHILD_TIMEOUT
-            while _identity(path) in (None, identity_before):  # wait for this round's first save
-                assert proc.poll() is None, f"the writer exited with {proc.returncode}: {proc.communicate()[1]}"
-                assert time.monotonic() < deadline, "the writer never saved a checkpoint"
-                time.sleep(0.001)
-            time.sleep(rng.uniform(0.002, 0.040))
-            proc.send_signal(signal.SIGKILL)
-            _, err = proc.communicate(timeout=CHILD_TIMEOUT)
-        finally:
-            stop(proc)
+        err = kill_once_it_has_saved(proc, lambda: _identity(path) not in (None, identity_before),
+                                     "the writer", rng.uniform(0.002, 0.040), poll=0.001)
         assert proc.returncode == -signal.SIGKILL, f"the writer was not killed but exited {proc.returncode}: {err}"
 
         ck = load_checkpoint(path)
@@ -167,17 +174,7 @@ def test_sigkill_during_training_then_resume_continues_from_the_killed_step(tmp_
     proc = subprocess.Popen(nflow_cli("train", "--steps", RUN_STEPS, "--checkpoint-every", 1, "--out", run,
                                       *TRAIN_FLAGS),
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + CHILD_TIMEOUT
-        while not checkpoint.exists():
-            assert proc.poll() is None, f"nflow train exited with {proc.returncode}: {proc.communicate()[1]}"
-            assert time.monotonic() < deadline, "nflow train never wrote a checkpoint"
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.05, 0.4))
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=CHILD_TIMEOUT)
-    finally:
-        stop(proc)
+    err = kill_once_it_has_saved(proc, checkpoint.exists, "nflow train", rng.uniform(0.05, 0.4), poll=0.005)
     assert proc.returncode == -signal.SIGKILL, f"nflow train finished before the kill ({proc.returncode}): {err}"
 
     killed_step = load_checkpoint(checkpoint).step
