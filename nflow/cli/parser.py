@@ -78,6 +78,10 @@ def make_parser():
                        help="test NLL and bits/dim of the first 1000 test examples every this many steps, marked "
                             "on the curve (0: never)")
     train.add_argument("--reversible", action="store_true", help="memory-free reversible backprop")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI: run as `mpiexec -n N nflow train ... --distributed`; each of "
+                            "the N ranks takes --batch-size examples of a global batch of N times that, rank 0 "
+                            "writes the run directory (needs pip install \"nflow[mpi]\")")
     train.add_argument("--no-progress", action="store_true", help="no progress line")
     arch = train.add_argument_group("architecture (defaults depend on the model)")
     arch.add_argument("--levels", type=positive_int, help="Glow: levels L")

@@ -13,12 +13,12 @@ it), :class:`~nflow.distributed.mpi.MPICommunicator` (mpi4py, ``pip install "nfl
 """
 from nflow.distributed.communicator import Communicator, SingleProcess
 from nflow.distributed.context import current, using
-from nflow.distributed.gradients import average_gradients, broadcast_parameters
+from nflow.distributed.gradients import average_gradients, broadcast_state
 from nflow.distributed.mpi import MPICommunicator, mpi_world
 from nflow.distributed.replicas import ReplicaMismatch, check_replicas, checksum
 
 __all__ = ["Communicator", "SingleProcess", "MPICommunicator", "mpi_world", "current", "using",
-           "average_gradients", "broadcast_parameters", "ReplicaMismatch", "check_replicas", "checksum",
+           "average_gradients", "broadcast_state", "ReplicaMismatch", "check_replicas", "checksum",
            "NCCLCommunicator"]
 
 

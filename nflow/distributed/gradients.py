@@ -1,4 +1,4 @@
-"""Gradient averaging and parameter broadcast: one flat buffer, one collective call, whatever the model's size.
+"""Gradient averaging and the broadcast of the model's state: one flat buffer, one collective call, whatever the model's size.
 
 Data parallelism (as in Horovod, which openai/glow used): rank r computes the gradient g_r of the mean loss
 over its own B examples; the mean loss over the global batch of N·B examples has gradient
@@ -11,7 +11,7 @@ tensor: hundreds of times per step for Glow).
 """
 import numpy as np
 
-from nflow.backend import get_array_module
+from nflow.backend import get_array_module, to_numpy
 
 
 def pack(arrays, extra=()):
@@ -50,12 +50,13 @@ def average_gradients(comm, params, extra=()):
     return np.asarray([float(v) for v in rest], dtype=np.float64)
 
 
-def broadcast_parameters(comm, params, root=0):
-    """Copy rank ``root``'s parameter values to every rank (one broadcast of one buffer), so the replicas start
-    equal even if each rank built its model from a different seed."""
-    params = list(params)
-    if not params:
-        return
-    values, _ = unpack(comm.broadcast(pack([p.data for p in params]), root=root), [p.data for p in params])
-    for p, v in zip(params, values):
-        p.data[...] = v
+def broadcast_state(comm, model, root=0):
+    """Copy rank ``root``'s whole ``model.state_dict()`` — parameters and buffers, such as the fixed permutation
+    of Glow's LU 1x1 convolution — to every rank, in one broadcast, so the replicas start equal even if each rank
+    built its model from another seed. The entries travel as float64 (exact for float32 values and for the
+    integers buffers hold) and are loaded back in their own dtypes."""
+    state = model.state_dict()
+    arrays = [np.asarray(v) for v in state.values()]
+    total = comm.broadcast(pack([a.astype(np.float64) for a in arrays]), root=root)
+    values, _ = unpack(np.asarray(to_numpy(total)), arrays)
+    model.load_state_dict({name: v.astype(a.dtype) for name, v, a in zip(state, values, arrays)})

@@ -52,7 +52,7 @@ from nflow.checkpoint import (Checkpoint, CheckpointError, NonFiniteStateError, 
                               save_checkpoint)
 from nflow.data.batches import BatchSampler
 from nflow.data.dequantize import default_n_bins, to_continuous
-from nflow.distributed import SingleProcess, average_gradients, broadcast_parameters, check_replicas, using
+from nflow.distributed import SingleProcess, average_gradients, broadcast_state, check_replicas, using
 from nflow.errors import NflowError
 from nflow.image import plot_training_curve
 from nflow.metrics import bits_per_dim
@@ -340,7 +340,7 @@ class Trainer:
     def _fit(self, resume):
         if resume is not None:
             self.restore(resume)
-        broadcast_parameters(self.comm, self.params)   # the replicas start equal whatever seeds built them
+        broadcast_state(self.comm, self.model)   # the replicas start equal whatever seeds built them
         if self.writer:
             for leftover in stale_temporaries(self.checkpoint_path):   # a killed earlier run's half-written file
                 os.unlink(leftover)
@@ -369,7 +369,7 @@ class Trainer:
                         progress.update(self.step, self.last_loss, self.last_bpd, self.skipped_total,
                                         force=self.step == self.config.steps)
                         if self.replica_check_every and self.step % self.replica_check_every == 0:
-                            check_replicas(self.comm, self.params, self.step)
+                            check_replicas(self.comm, self.model, self.step)
                         self._maybe_sample()
                         self._maybe_evaluate(eval_log)
                 except StepAborted:
