@@ -87,6 +87,20 @@ class KilledTrainer(Trainer):
         super()._train_step(stop, log)
 
 
+class FailingTrainer(Trainer):
+    """Rank 1 raises an ordinary exception in step 4 (rank 0 goes on to that step's all-reduce)."""
+
+    def _train_step(self, stop, log):
+        if self.step == 3 and self.comm.rank == 1:
+            raise RuntimeError("an error on rank 1 alone")
+        super()._train_step(stop, log)
+
+
+def failing(comm, out):
+    FailingTrainer(make_model(1), make_data(), config(steps=100_000), os.path.join(out, "run"),
+                   dtype=np.float64, comm=comm).fit()
+
+
 def mismatch(comm, out):
     trainer = PerturbedTrainer(make_model(1), make_data(), config(steps=10), os.path.join(out, "run"),
                                dtype=np.float64, comm=comm, replica_check_every=2)
@@ -110,7 +124,8 @@ def sigterm(comm, out):
         f.write(f"rank {comm.rank}: {result.status} at step {result.step} by signal {result.signal}")
 
 
-SCENARIOS = {"train": gradients_and_training, "mismatch": mismatch, "killed": killed, "sigterm": sigterm}
+SCENARIOS = {"train": gradients_and_training, "mismatch": mismatch, "killed": killed, "failing": failing,
+             "sigterm": sigterm}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](mpi_world(), sys.argv[2])

@@ -8,7 +8,8 @@ tests/distributed_worker.py, and the same computation in one process here is the
 4. the replicas are identical at the end, rank 0 alone wrote the run directory (one checkpoint, one log line
    per step), and one process resumes the 2-rank checkpoint with the same global batch;
 and the failures: a replica that differs stops every rank naming the step and the rank; a rank killed with
-SIGKILL ends the run (mpiexec's process manager ends the others) instead of hanging; SIGTERM to mpiexec stops
+SIGKILL ends the run (mpiexec's process manager ends the others) instead of hanging, and so does an exception
+raised on one rank alone (the trainer calls MPI_Abort with its message); SIGTERM to mpiexec stops
 every rank at the same step with one checkpoint.
 
 Skipped when mpi4py or mpiexec is missing (``pip install -e ".[mpi]"``). Each rank runs one BLAS thread.
@@ -183,6 +184,12 @@ def test_a_killed_rank_ends_the_run_instead_of_hanging(tmp_path):
     assert code != 0
     assert "BAD TERMINATION" in stdout + stderr, stdout + stderr   # MPICH's process manager names it
     assert time.monotonic() - started < RUN_TIMEOUT
+
+
+def test_an_exception_on_one_rank_ends_every_rank_with_its_message(tmp_path):
+    code, stdout, stderr = run("failing", tmp_path)
+    assert code != 0
+    assert "nflow: rank 1 of 2 failed at step 4: RuntimeError: an error on rank 1 alone; all ranks stopped" in stderr
 
 
 def test_sigterm_to_mpiexec_stops_every_rank_at_the_same_step_with_one_checkpoint(tmp_path):

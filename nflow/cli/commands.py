@@ -242,8 +242,8 @@ def train(args):
     if checkpoint is not None:
         settings["batch_size"] = _per_rank_batch(checkpoint, settings, comm)
     if settings["batch_size"] * comm.size > len(data):   # every batch is full (drop_last): one needs that many examples
-        fail(f"a batch of {settings['batch_size'] * comm.size} examples needs at least that many training examples, and "
-             f"there are {len(data)}" + (f" (--limit {run['limit']})" if run.get("limit") else "")
+        fail(f"a batch of {settings['batch_size'] * comm.size} examples needs at least that many training examples, "
+             f"and there are {len(data)}" + (f" (--limit {run['limit']})" if run.get("limit") else "")
              + "; pass a smaller --batch-size")
     config = TrainConfig.from_dict({**settings, "progress": not args.no_progress,
                                     "time_limit": args.minutes * 60 if args.minutes else None})
@@ -265,7 +265,8 @@ def train(args):
     if config.eval_every:
         test = load_data(run, EVAL_SPLIT, args.data_dir, EVAL_EXAMPLES_DURING_TRAINING)
         on_evaluate = make_eval_hook(model, test)
-    trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook, on_evaluate=on_evaluate, comm=comm)
+    trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook, on_evaluate=on_evaluate,
+                      comm=comm)
     try:
         result = trainer.fit(resume=checkpoint)
     except TrainingDiverged as e:

@@ -70,7 +70,8 @@ def make_parser():
     train.add_argument("--resume", default=None, metavar="CKPT",
                        help="continue a run from its checkpoint (a file or a run directory); the run keeps the "
                             "checkpoint's model, data and settings: only --steps, --minutes, --backend, --out, "
-                            "--data-dir and --no-progress may change, other flags must agree with it")
+                            "--data-dir, --no-progress and --distributed may change (on N ranks the global batch of "
+                            "the checkpoint is kept: each rank takes 1/N of it), other flags must agree with it")
     train.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
     train.add_argument("--checkpoint-every", type=non_negative_int, default=None)
     train.add_argument("--sample-every", type=non_negative_int, default=None)

@@ -1,4 +1,5 @@
-"""Gradient averaging and the broadcast of the model's state: one flat buffer, one collective call, whatever the model's size.
+"""Gradient averaging and the broadcast of the model's state: one flat buffer, one collective call, whatever the
+model's size.
 
 Data parallelism (as in Horovod, which openai/glow used): rank r computes the gradient g_r of the mean loss
 over its own B examples; the mean loss over the global batch of N·B examples has gradient
