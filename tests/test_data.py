@@ -404,3 +404,18 @@ def test_unshuffled_sampler_keeps_order_and_can_keep_the_last_partial_batch():
         BatchSampler(3, 4, seed=0)
     with pytest.raises(ValueError):
         BatchSampler(10, 0, seed=0)
+
+
+def test_each_part_of_the_noise_is_the_global_draws_slice_and_the_generator_ends_in_step():
+    """A distributed run's rank r of N draws only its part of the global batch's noise (skipping the rest with
+    the bit generator's advance), yet gets exactly that slice of one draw for the whole batch."""
+    from nflow.data.dequantize import uniform_part
+    whole_rng = np.random.default_rng(np.random.SeedSequence(7, spawn_key=(1,)))
+    whole = whole_rng.random((6, 2, 3))
+    for count in (1, 2, 3):
+        for index in range(count):
+            rng = np.random.default_rng(np.random.SeedSequence(7, spawn_key=(1,)))
+            part = uniform_part(rng, (6 // count, 2, 3), (index, count))
+            rows = 6 // count
+            np.testing.assert_array_equal(part, whole[index * rows:(index + 1) * rows])
+            assert rng.bit_generator.state == whole_rng.bit_generator.state

@@ -18,6 +18,7 @@ from nflow.checkpoint import CheckpointError, load_checkpoint, restore_model
 from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, default_model_args, load_data
 from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.data.toy import PLOT_LIMIT, grid_points
+from nflow.distributed import SingleProcess, mpi_world
 from nflow.image import plot_density, save_grid
 from nflow.inspect import decompose, level_pictures
 from nflow.train import (CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_eval_hook,
@@ -46,7 +47,7 @@ RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit",
 DEFAULT_DATA = "moons"
 DEFAULT_SEED = 0
 # What a resumed run may change; every other flag given with --resume must agree with the checkpoint.
-RESUME_MAY_CHANGE = "--steps, --minutes, --backend, --out, --data-dir and --no-progress"
+RESUME_MAY_CHANGE = "--steps, --minutes, --backend, --out, --data-dir, --no-progress and --distributed"
 
 
 def fail(message):
@@ -200,8 +201,29 @@ def _resumed_settings(args, checkpoint):
     return settings
 
 
+def _communicator(args):
+    """The ranks training together: every process ``mpiexec`` started with --distributed, else this one alone."""
+    if not args.distributed:
+        return SingleProcess()
+    try:
+        return mpi_world()
+    except ImportError as e:
+        fail(str(e))
+
+
+def _per_rank_batch(checkpoint, settings, comm):
+    """A resumed run keeps its global batch (ranks × batch per rank) on any number of ranks that divides it."""
+    global_batch = settings["batch_size"] * int(checkpoint.extra.get("ranks", 1))
+    if global_batch % comm.size:
+        fail(f"--resume {checkpoint.path}: its global batch of {global_batch} examples cannot be split evenly over "
+             f"{comm.size} ranks; use a number of ranks that divides {global_batch}")
+    return global_batch // comm.size
+
+
 def train(args):
     _set_backend(args.backend)
+    comm = _communicator(args)
+    say = comm.rank == 0   # rank 0 alone speaks (and writes the run directory)
     checkpoint = _checkpoint(args.resume) if args.resume else None
     if checkpoint is not None:
         _refuse_conflicts(args, checkpoint)
@@ -210,15 +232,18 @@ def train(args):
     else:
         run = _new_run(args)
         out = _run_dir(args, run["model"], run["data"])
+    comm.barrier()   # every rank chose the run directory before any writes in it (runs/<data>-<model>-N is free)
     _writable_directory(out, "run directory")   # refused now, not after the first hour of training
     data = load_data(run, "train", args.data_dir, run.get("limit"))
     if checkpoint is None:
         run["input_shape"] = list(data.shape[1:])   # the model fits the data's (C, H, W); every checkpoint keeps it
     settings = (_resumed_settings(args, checkpoint) if checkpoint is not None
                 else _new_settings(args, run, len(data)))
-    if settings["batch_size"] > len(data):   # every batch is full (drop_last): one needs that many examples
-        fail(f"a batch of {settings['batch_size']} examples needs at least that many training examples, and "
-             f"there are {len(data)}" + (f" (--limit {run['limit']})" if run.get("limit") else "")
+    if checkpoint is not None:
+        settings["batch_size"] = _per_rank_batch(checkpoint, settings, comm)
+    if settings["batch_size"] * comm.size > len(data):   # every batch is full (drop_last): one needs that many examples
+        fail(f"a batch of {settings['batch_size'] * comm.size} examples needs at least that many training examples, "
+             f"and there are {len(data)}" + (f" (--limit {run['limit']})" if run.get("limit") else "")
              + "; pass a smaller --batch-size")
     config = TrainConfig.from_dict({**settings, "progress": not args.no_progress,
                                     "time_limit": args.minutes * 60 if args.minutes else None})
@@ -231,19 +256,25 @@ def train(args):
     kind = data_kind(run["data"])
     hook = make_sample_hook(model, os.path.join(out, "samples"), n=64,
                             temperature=SAMPLE_TEMPERATURE if kind == "image" else 1.0, seed=0, data_name=run["data"])
-    print(f"nflow: training {run['model']} on {run['data']} ({len(data)} examples) for {config.steps} steps "
-          f"on the {nflow.get_backend()} backend; {model.n_parameters():,} parameters; run directory {out}",
-          file=sys.stderr)
+    if say:
+        ranks = f" on {comm.size} ranks (global batch {comm.size} × {config.batch_size})" if comm.size > 1 else ""
+        print(f"nflow: training {run['model']} on {run['data']} ({len(data)} examples) for {config.steps} steps "
+              f"on the {nflow.get_backend()} backend{ranks}; {model.n_parameters():,} parameters; run directory "
+              f"{out}", file=sys.stderr)
     on_evaluate = None
     if config.eval_every:
         test = load_data(run, EVAL_SPLIT, args.data_dir, EVAL_EXAMPLES_DURING_TRAINING)
         on_evaluate = make_eval_hook(model, test)
-    trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook, on_evaluate=on_evaluate)
+    trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook, on_evaluate=on_evaluate,
+                      comm=comm)
     try:
         result = trainer.fit(resume=checkpoint)
     except TrainingDiverged as e:
-        print(f"nflow: training stopped: {e}", file=sys.stderr)
+        if say:
+            print(f"nflow: training stopped: {e}", file=sys.stderr)
         return 1
+    if not say:
+        return 128 + result.signal if result.status == "interrupted" else 0
     if kind == "toy":
         write_density_picture(model, data, os.path.join(out, "density.png"),
                               f"{run_title(model, run['data'])} — step {result.step}")

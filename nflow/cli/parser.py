@@ -70,7 +70,8 @@ def make_parser():
     train.add_argument("--resume", default=None, metavar="CKPT",
                        help="continue a run from its checkpoint (a file or a run directory); the run keeps the "
                             "checkpoint's model, data and settings: only --steps, --minutes, --backend, --out, "
-                            "--data-dir and --no-progress may change, other flags must agree with it")
+                            "--data-dir, --no-progress and --distributed may change (on N ranks the global batch of "
+                            "the checkpoint is kept: each rank takes 1/N of it), other flags must agree with it")
     train.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
     train.add_argument("--checkpoint-every", type=non_negative_int, default=None)
     train.add_argument("--sample-every", type=non_negative_int, default=None)
@@ -78,6 +79,10 @@ def make_parser():
                        help="test NLL and bits/dim of the first 1000 test examples every this many steps, marked "
                             "on the curve (0: never)")
     train.add_argument("--reversible", action="store_true", help="memory-free reversible backprop")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI: run as `mpiexec -n N nflow train ... --distributed`; each of "
+                            "the N ranks takes --batch-size examples of a global batch of N times that, rank 0 "
+                            "writes the run directory (needs pip install \"nflow[mpi]\")")
     train.add_argument("--no-progress", action="store_true", help="no progress line")
     arch = train.add_argument_group("architecture (defaults depend on the model)")
     arch.add_argument("--levels", type=positive_int, help="Glow: levels L")

@@ -13,8 +13,31 @@ import numpy as np
 N_BINS_8BIT = 256
 
 
-def dequantize(images, rng, n_bins=N_BINS_8BIT, dtype=np.float32):
+def uniform_part(rng, shape, part=(0, 1)):
+    """Part ``index`` of ``count`` equal parts (along the first axis) of ``rng.random((count·n, ...))``, where
+    ``shape = (n, ...)`` is the shape of one part; ``rng`` is left as if the whole array had been drawn.
+
+    This is how the ranks of a distributed run share one global batch's noise: each draws only its own part,
+    yet every rank's Generator stays in step with a single process that drew all of it. A float64 draw takes
+    exactly one 64-bit output of the bit generator, so skipping ``k`` values is ``bit_generator.advance(k)``
+    (PCG64, the default, and Philox have it); a generator without ``advance`` draws everything and slices.
+    """
+    index, count = part
+    per_part = int(np.prod(shape))
+    bit_generator = getattr(rng, "bit_generator", None)
+    if not hasattr(bit_generator, "advance"):
+        return rng.random((count * shape[0],) + tuple(shape[1:]), dtype=np.float64)[index * shape[0]:
+                                                                                    (index + 1) * shape[0]]
+    bit_generator.advance(index * per_part)
+    u = rng.random(shape, dtype=np.float64)
+    bit_generator.advance((count - index - 1) * per_part)
+    return u
+
+
+def dequantize(images, rng, n_bins=N_BINS_8BIT, dtype=np.float32, part=(0, 1)):
     """``(images + u) / n_bins`` with ``u ~ U[0, 1)`` drawn from the NumPy Generator ``rng``; values in [0, 1).
+    ``part=(index, count)``: ``images`` is part ``index`` of a batch of ``count`` equal parts, and ``u`` is its
+    part of the noise of that whole batch (:func:`uniform_part`; a distributed run's rank r of N).
 
     ``images``: an integer array with values in 0..n_bins-1 (any shape; e.g. uint8 (N, 1, 28, 28)).
     The noise is drawn in float64, one value per element in C order, so a seeded ``rng`` gives the same
@@ -27,7 +50,7 @@ def dequantize(images, rng, n_bins=N_BINS_8BIT, dtype=np.float32):
         raise TypeError(f"dequantize: expects integer pixel values (e.g. uint8), got dtype {images.dtype}")
     if images.size and (images.min() < 0 or images.max() >= n_bins):
         raise ValueError(f"dequantize: values must lie in 0..{n_bins - 1}, got {images.min()}..{images.max()}")
-    u = rng.random(images.shape, dtype=np.float64)
+    u = uniform_part(rng, images.shape, part)
     k = images.astype(np.float64)
     x = ((k + u) / n_bins).astype(dtype)
     upper_edge = ((k + 1) / n_bins).astype(dtype)  # exact in float32 for n_bins a power of two up to 2^24
@@ -54,7 +77,7 @@ def default_n_bins(data):
     return N_BINS_8BIT if is_quantized(data) else 1
 
 
-def to_continuous(batch, rng, n_bins, dtype):
+def to_continuous(batch, rng, n_bins, dtype, part=(0, 1)):
     """A batch as a density model takes it: integer pixels dequantized with noise from ``rng`` (see
-    :func:`dequantize`), continuous values cast to ``dtype``."""
-    return dequantize(batch, rng, n_bins, dtype) if is_quantized(batch) else np.asarray(batch).astype(dtype)
+    :func:`dequantize`; ``part`` as there), continuous values cast to ``dtype``."""
+    return dequantize(batch, rng, n_bins, dtype, part) if is_quantized(batch) else np.asarray(batch).astype(dtype)

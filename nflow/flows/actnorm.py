@@ -8,6 +8,7 @@ and gradients in the NumPy twin ``kernels/reference/actnorm.py``).
 import numpy as np
 
 from nflow.backend import get_array_module
+from nflow.distributed.context import current as current_communicator
 from nflow.flows.base import Flow, check_input
 from nflow.nn import init
 from nflow.nn.module import Parameter, new_array
@@ -34,11 +35,22 @@ class ActNorm(Flow):
         self.register_buffer("initialised", new_array(np.zeros((), dtype=np.int8)))
 
     def _initialise(self, x):
+        """b = -mean, log_s = -log(std + ε) per channel over the *global* batch: the statistics are summed over
+        the ranks of the current communicator (:func:`nflow.distributed.current`; the group of one outside a
+        distributed run), in float64 — first Σx and the count, giving the global mean, then Σ(x - mean)²
+        around that mean (two passes, as ``numpy.std`` does; one process computes exactly what it always did).
+        So N ranks with batch B start from the statistics one process with batch N·B would see."""
         xp = get_array_module(x.data)
+        comm = current_communicator()
         axes = (0,) + tuple(range(2, x.ndim))
         data = x.data.astype(np.float64)
-        mean = data.mean(axis=axes)
-        std = data.std(axis=axes)
+        count = data.size // self.channels
+        sums = xp.asarray(comm.allreduce_sum(xp.concatenate([data.sum(axis=axes), xp.asarray([float(count)])])))
+        total = sums[-1]
+        mean = sums[:-1] / total
+        shape = (1, self.channels) + (1,) * (x.ndim - 2)
+        deviation = data - mean.reshape(shape)
+        std = xp.sqrt(xp.asarray(comm.allreduce_sum((deviation * deviation).sum(axis=axes))) / total)
         self.bias.data[...] = (-mean).astype(x.dtype)
         self.log_scale.data[...] = (-xp.log(std + ACTNORM_EPS)).astype(x.dtype)
         self.initialised = xp.ones((), dtype=np.int8)

@@ -24,9 +24,10 @@ class TrainConfig:
     """What :class:`nflow.train.Trainer` does.
 
     steps: total number of optimisation steps of the run (a resumed run continues up to this number).
-    batch_size: examples per step. lr: Adam's peak learning rate, reached after ``warmup_steps`` steps of a
-    linear ramp (lr · k / warmup_steps at step k). max_grad_norm: clip the global gradient norm to this
-    (None: no clipping). betas, eps: Adam's. seed: batch order and dequantization noise.
+    batch_size: examples per step on each rank (one rank unless distributed: the global batch of N ranks is
+    N · batch_size, see :class:`~nflow.train.Trainer`). lr: Adam's peak learning rate, reached after
+    ``warmup_steps`` steps of a linear ramp (lr · k / warmup_steps at step k). max_grad_norm: clip the global
+    gradient norm to this (None: no clipping). betas, eps: Adam's. seed: batch order and dequantization noise.
     checkpoint_every: save every this many steps (and always at the end; 0: only at the end).
     sample_every: call ``on_sample(step)`` every this many steps (0: never).
     eval_every: call ``on_evaluate(step)`` (the held-out likelihood) every this many steps (0: never).

@@ -66,3 +66,13 @@ class RunLog:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class NullLog:
+    """The log of a rank that writes no files (every rank but 0 of a distributed run): takes records, keeps none."""
+
+    def write(self, record):
+        pass
+
+    def close(self):
+        pass

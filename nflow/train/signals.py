@@ -9,7 +9,9 @@ While a :class:`StopSignals` block is active:
   trainer stops as soon as the section (and with it the step) is complete;
 - a third and later signals are only counted: the saving that follows an abort is not interrupted.
 
-The previous handlers are restored when the block ends. Outside the main thread Python cannot install
+With ``abortable=False`` every signal only requests the stop: a data-parallel rank must not abort a step alone,
+or the other ranks would wait forever in the step's all-reduce (``mpiexec`` itself ends all ranks on a second
+Ctrl-C). The previous handlers are restored when the block ends. Outside the main thread Python cannot install
 handlers; the block then does nothing and signals keep their usual effect.
 """
 import contextlib
@@ -30,8 +32,9 @@ class StepAborted(Exception):
 class StopSignals:
     """Context manager that turns SIGINT/SIGTERM into a stop request (see the module docstring)."""
 
-    def __init__(self, signals=HANDLED_SIGNALS):
+    def __init__(self, signals=HANDLED_SIGNALS, abortable=True):
         self.signals = tuple(signals)
+        self.abortable = abortable
         self.signum = None  # the first signal received, or None
         self.count = 0
         self._critical_depth = 0
@@ -46,7 +49,7 @@ class StopSignals:
         self.count += 1
         if self.signum is None:
             self.signum = signum
-        if self.count >= 2 and not self._critical_depth and not self._aborted:
+        if self.count >= 2 and self.abortable and not self._critical_depth and not self._aborted:
             self._aborted = True
             raise StepAborted(signum)
 

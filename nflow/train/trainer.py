@@ -22,6 +22,19 @@ computed from step k on (on the same machine and backend).
 
 SIGINT/SIGTERM: see :mod:`nflow.train.signals`; the trainer saves a checkpoint and returns a result with
 ``status="interrupted"``.
+
+Data parallel (:mod:`nflow.distributed`; ``comm``, default the group of one): N ranks each hold a replica.
+``config.batch_size`` is one rank's batch B; step s's global batch is batch s of a sampler of batches of N·B
+(the same permutation on every rank) and rank r takes its r-th slice of B, with its slice of the noise the
+whole global batch would get; ActNorm initialises from the global batch (:mod:`nflow.distributed.context`).
+After backward the gradients are averaged in one all-reduce (the rank's loss rides along, so the loss logged
+is the global mean), then clipped, and every rank takes the same Adam step. So N ranks × B compute what one
+process with batch N·B computes, up to the rounding of the sums. Each step starts with a vote (one small
+all-reduce) on whether any rank was signalled or ran out of time, so all ranks stop after the same step; the
+replicas are compared every ``replica_check_every`` steps (:func:`nflow.distributed.check_replicas`). Rank 0
+alone writes the checkpoint, logs, curve, samples and progress line. A checkpoint records N; it resumes on any
+number of ranks whose global batch N·B is the same (:meth:`restore`). An exception raised on one rank alone
+ends all ranks through ``comm.abort`` with its message, rather than leaving them waiting in an all-reduce.
 """
 import json
 import math
@@ -39,6 +52,7 @@ from nflow.checkpoint import (Checkpoint, CheckpointError, NonFiniteStateError, 
                               save_checkpoint)
 from nflow.data.batches import BatchSampler
 from nflow.data.dequantize import default_n_bins, to_continuous
+from nflow.distributed import SingleProcess, average_gradients, broadcast_state, check_replicas, using
 from nflow.errors import NflowError
 from nflow.image import plot_training_curve
 from nflow.metrics import bits_per_dim
@@ -48,7 +62,7 @@ from nflow.train.config import TrainConfig
 from nflow.train.hooks import run_title
 from nflow.train.modes import evaluating
 from nflow.train.progress import ProgressBar
-from nflow.train.runlog import RunLog, read_log
+from nflow.train.runlog import NullLog, RunLog, read_log
 from nflow.train.schedule import warmup_lr
 from nflow.train.signals import StepAborted, StopSignals
 
@@ -60,6 +74,9 @@ CURVE_NAME = "curve.png"
 NOISE_STREAM = 1
 RNG_DATA = "data"  # key of the dequantization Generator's state in a checkpoint
 RNG_NFLOW = "nflow"  # key of nflow's global Generator's state (layers may draw from it)
+# Compare the replicas' checksums every this many steps: a hash of the parameters costs about a step of a small
+# model (BLAKE2b at ~1 GB/s), so every 100 steps is under 1% of the time, and a divergence is caught early.
+REPLICA_CHECK_EVERY = 100
 
 
 class TrainingDiverged(NflowError, RuntimeError):
@@ -68,6 +85,8 @@ class TrainingDiverged(NflowError, RuntimeError):
 
 class ResumeError(NflowError, ValueError):
     """A checkpoint does not fit the run it is resumed into (settings, data, or model state differ)."""
+
+    same_on_every_rank = True   # every rank reads the same checkpoint and refuses it alike
 
 
 @dataclass
@@ -97,10 +116,13 @@ class Trainer:
     step and marked on the curve. Like ``on_sample`` it must leave the training state alone (its own seeds), so
     a resumed run still continues exactly.
     dtype: the floating type the batches are given to the model in.
+    comm: the group of ranks training data-parallel (:mod:`nflow.distributed`; default the group of one). Every
+    rank passes the same data, config and run_dir (rank 0 writes there; with resume, every rank reads).
+    replica_check_every: compare the replicas' checksums every this many steps (0: never).
     """
 
     def __init__(self, model, data, config, run_dir, run_config=None, on_sample=None, progress_stream=None,
-                 dtype=np.float32, on_evaluate=None):
+                 dtype=np.float32, on_evaluate=None, comm=None, replica_check_every=REPLICA_CHECK_EVERY):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
         data = np.asarray(data)
@@ -126,7 +148,10 @@ class Trainer:
         self.progress_stream, self.dtype = progress_stream, dtype
         self.params = list(model.parameters())
         self.optimizer = Adam(self.params, lr=config.lr, betas=config.betas, eps=config.eps)
-        self.sampler = BatchSampler(len(data), config.batch_size, config.seed)
+        self.comm = SingleProcess() if comm is None else comm
+        self.writer = self.comm.rank == 0   # the one rank that writes files and draws the progress line
+        self.replica_check_every = replica_check_every
+        self.sampler = BatchSampler(len(data), config.batch_size * self.comm.size, config.seed)  # global batches
         self.rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(NOISE_STREAM,)))
         self.step = 0  # steps completed
         self.consecutive_skips = 0
@@ -150,10 +175,11 @@ class Trainer:
     def save(self):
         """Write the checkpoint of the current step (atomically); return its path."""
         extra = {"consecutive_skips": self.consecutive_skips, "skipped_total": self.skipped_total,
-                 "n_items": len(self.data), "sample_shape": list(self.sample_shape)}
+                 "n_items": len(self.data), "sample_shape": list(self.sample_shape), "ranks": self.comm.size}
         try:
-            save_checkpoint(self.checkpoint_path, self.model.state_dict(), self.optimizer.state_dict(), self.step,
-                            self._rng_states(), self.full_config(), extra)
+            if self.writer:
+                save_checkpoint(self.checkpoint_path, self.model.state_dict(), self.optimizer.state_dict(), self.step,
+                                self._rng_states(), self.full_config(), extra)
         except NonFiniteStateError as e:
             raise TrainingDiverged(f"the parameters became NaN or inf by step {self.step}; the checkpoint "
                                    f"{self.checkpoint_path} was left as it was (step {self._saved_step}). "
@@ -170,6 +196,15 @@ class Trainer:
             raise CheckpointError(f"checkpoint {ckpt.path}: has no training settings (config['train']); "
                                   "it was not written by nflow.train")
         differences = self.config.trajectory_differences(train)
+        ranks = int(ckpt.extra.get("ranks", 1))
+        global_batch, saved_global_batch = self.config.batch_size * self.comm.size, train.get("batch_size") * ranks
+        if "batch_size" in differences and global_batch == saved_global_batch:
+            differences.remove("batch_size")   # another number of ranks, the same global batch: the same run
+        elif global_batch != saved_global_batch:
+            raise ResumeError(f"cannot resume exactly from {ckpt.path}: its global batch was {saved_global_batch} "
+                              f"({ranks} rank(s) × {train.get('batch_size')}), this run's is {global_batch} "
+                              f"({self.comm.size} rank(s) × {self.config.batch_size}); give each rank a batch of "
+                              f"{saved_global_batch} / {self.comm.size} examples, or use {ranks} rank(s)")
         if differences:
             detail = ", ".join(f"{k}: checkpoint {train.get(k)!r}, now {self.config.to_dict()[k]!r}"
                                for k in differences)
@@ -214,8 +249,11 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------------
     def batch(self, index):
-        """The model input of 0-based step ``index``: dequantized (advancing the noise Generator) or cast."""
-        return to_continuous(self.data[self.sampler.indices(index)], self.rng, self.n_bins, self.dtype)
+        """The model input of 0-based step ``index``: this rank's slice of the global batch, dequantized with its
+        slice of the global batch's noise (advancing the noise Generator past all of it) or cast."""
+        b, rank = self.config.batch_size, self.comm.rank
+        mine = self.sampler.indices(index)[rank * b:(rank + 1) * b]
+        return to_continuous(self.data[mine], self.rng, self.n_bins, self.dtype, part=(rank, self.comm.size))
 
     def _loss_and_grads(self, x):
         """Forward and backward, by :func:`nflow.reversible.nll_and_backward` with stored activations or
@@ -225,6 +263,8 @@ class Trainer:
         gradients are discarded with the update (``_train_step`` zeroes them either way).
         """
         loss_value = nll_and_backward(self.model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
+        # The mean over the ranks of the gradients, and of the losses riding in the same buffer.
+        loss_value = float(average_gradients(self.comm, self.params, extra=[loss_value])[0]) / self.comm.size
         if not math.isfinite(loss_value):
             return loss_value, math.nan, "non-finite loss"
         if self.config.max_grad_norm is None:
@@ -270,11 +310,13 @@ class Trainer:
             self.write_curve()
             where = (f"the last checkpoint, {self.checkpoint_path}, holds step {self._saved_step}"
                      if self._saved_step is not None else "no checkpoint was written")
-            raise TrainingDiverged(
+            diverged = TrainingDiverged(
                 f"stopped at step {k}: {self.consecutive_skips} consecutive steps had a non-finite loss or gradient "
                 f"norm (max_consecutive_skips={self.config.max_consecutive_skips}; last: {reason}). Skipped steps "
                 f"leave the parameters unchanged and {where}. Try a lower learning rate, a longer warm-up or a "
                 f"smaller max_grad_norm.")
+            diverged.same_on_every_rank = True   # the loss and gradient norm are the global ones: all ranks agree
+            raise diverged
         if self.config.checkpoint_every and k % self.config.checkpoint_every == 0:
             self.save()
 
@@ -285,38 +327,57 @@ class Trainer:
         Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` when training cannot go on.
         Installs SIGINT/SIGTERM handlers for its duration and restores the previous ones afterwards.
         """
+        with using(self.comm):
+            try:
+                return self._fit(resume)
+            except Exception as e:
+                if self.comm.size > 1 and not getattr(e, "same_on_every_rank", False):
+                    # Raised on this rank alone: the others would wait for it in their next all-reduce forever.
+                    self.comm.abort(f"nflow: rank {self.comm.rank} of {self.comm.size} failed at step {self.step + 1}:"
+                                    f" {type(e).__name__}: {e}; all ranks stopped")
+                raise
+
+    def _fit(self, resume):
         if resume is not None:
             self.restore(resume)
-        for leftover in stale_temporaries(self.checkpoint_path):   # a killed earlier run's half-written checkpoint
-            os.unlink(leftover)
+        broadcast_state(self.comm, self.model)   # the replicas start equal whatever seeds built them
+        if self.writer:
+            for leftover in stale_temporaries(self.checkpoint_path):   # a killed earlier run's half-written file
+                os.unlink(leftover)
         t_start = time.perf_counter()
         # A run that continues (resumed, or fit again with more steps) keeps its log up to its step; a fresh
         # run starts a fresh one.
-        log = RunLog(self.log_path, keep_until=self.step if self.step > 0 else None)
-        eval_log = RunLog(self.eval_log_path, keep_until=self.step if self.step > 0 else None)
-        progress = ProgressBar(self.config.steps, self.step, self.progress_stream, self.config.progress)
+        log = RunLog(self.log_path, keep_until=self.step if self.step > 0 else None) if self.writer else NullLog()
+        eval_log = (RunLog(self.eval_log_path, keep_until=self.step if self.step > 0 else None) if self.writer
+                    else NullLog())
+        progress = ProgressBar(self.config.steps, self.step, self.progress_stream,
+                               self.config.progress and self.writer)
         if hasattr(self.model, "train"):
             self.model.train(True)
         status, signum = "completed", None
         try:
-            with StopSignals() as stop:
+            with StopSignals(abortable=self.comm.size == 1) as stop:
                 try:
-                    while self.step < self.config.steps and not stop.requested:
-                        if self.config.time_limit and time.perf_counter() - t_start > self.config.time_limit:
-                            status = "time limit"
+                    while self.step < self.config.steps:
+                        vote = self._vote_to_stop(stop, t_start)
+                        if vote is not None:
+                            status, signum = vote
                             break
                         self._pending = None
                         self._pending = self._snapshot()
                         self._train_step(stop, log)
                         progress.update(self.step, self.last_loss, self.last_bpd, self.skipped_total,
                                         force=self.step == self.config.steps)
+                        if self.replica_check_every and self.step % self.replica_check_every == 0:
+                            check_replicas(self.comm, self.model, self.step)
                         self._maybe_sample()
                         self._maybe_evaluate(eval_log)
                 except StepAborted:
                     self._abort()
                 with stop.critical():
-                    if stop.requested:
+                    if stop.requested and status != "interrupted":   # a signal that came after the last vote
                         status, signum = "interrupted", stop.signum
+                    if status == "interrupted":
                         progress.update(self.step, self.last_loss, self.last_bpd, self.skipped_total, force=True)
                     if self._saved_step != self.step:
                         self.save()
@@ -329,16 +390,33 @@ class Trainer:
                            loss=self.last_loss, bpd=self.last_bpd, skipped_steps=self.skipped_total,
                            seconds=time.perf_counter() - t_start)
 
+    def _vote_to_stop(self, stop, t_start):
+        """Whether to stop before the next step, agreed by all ranks in one small all-reduce: None to go on,
+        ("interrupted", signal) when some rank was sent SIGINT/SIGTERM (the signal of the lowest such rank), or
+        ("time limit", None) when some rank has used up ``config.time_limit``. A rank deciding alone could
+        stop one step before the others, which would then wait for it forever."""
+        out_of_time = bool(self.config.time_limit) and time.perf_counter() - t_start > self.config.time_limit
+        ballot = np.zeros(1 + self.comm.size, dtype=np.float64)   # [out of time, the signal of each rank]
+        ballot[0] = out_of_time
+        ballot[1 + self.comm.rank] = stop.signum or 0
+        ballot = to_numpy(self.comm.allreduce_sum(ballot))
+        signals = [int(v) for v in ballot[1:] if v]
+        if signals:
+            return "interrupted", signals[0]
+        if ballot[0]:
+            return "time limit", None
+        return None
+
     def _maybe_sample(self):
         every = self.config.sample_every
-        if self.on_sample is None or not every or self.step % every:
+        if self.on_sample is None or not every or self.step % every or not self.writer:
             return
         with evaluating(self.model):
             self.on_sample(self.step)
 
     def _maybe_evaluate(self, eval_log):
         every = self.config.eval_every
-        if self.on_evaluate is None or not every or self.step % every:
+        if self.on_evaluate is None or not every or self.step % every or not self.writer:
             return
         with evaluating(self.model):
             result = self.on_evaluate(self.step)
@@ -348,6 +426,8 @@ class Trainer:
         """Plot the logged curve to ``curve.png``: bits/dim when the data has quantisation levels (images; the
         code length of a pixel), the loss in nats otherwise (n_bins = 1: continuous data, where bits/dim is
         only the loss rescaled); titled with the model and the run's data; test evaluations in the log marked."""
+        if not self.writer:
+            return
         unit = "bits/dim" if self.n_bins > 1 else "nats"
         records = read_log(self.log_path)
         if records:  # a run that never finished a step has nothing to plot
