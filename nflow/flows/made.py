@@ -66,6 +66,18 @@ def output_mask(degrees_out, degrees_in):
     return (degrees_out[:, None] > degrees_in[None, :])
 
 
+def made_masks(features, degrees, widths):
+    """The masks of a MADE with input degrees ``degrees`` and hidden layers of ``widths``, in layer order: one per
+    hidden layer, then the output layer's, whose 2D rows are μ_1..μ_D then a_1..a_D (each with its input's degree)."""
+    masks, previous = [], degrees
+    for width in widths:
+        current = hidden_degrees(features, width)
+        masks.append(hidden_mask(current, previous))
+        previous = current
+    masks.append(output_mask(np.concatenate([degrees, degrees]), previous))
+    return masks
+
+
 class MaskedLinear(Module):
     """y = x (M ⊙ W)ᵀ + b with a fixed binary mask M (a buffer, saved in the state dict).
 
@@ -108,15 +120,9 @@ class MADE(Module):
         self.features, self.hidden_sizes, self.order = int(features), hidden, order
         degrees = input_degrees(self.features, order, seed)
         self.register_buffer("degrees", new_array(degrees))
-        layers, previous = [], degrees
-        for width in hidden:
-            current = hidden_degrees(self.features, width)
-            layers.append(MaskedLinear(hidden_mask(current, previous), dtype=dtype))
-            previous = current
-        self.hidden = ModuleList(layers)
-        # Two outputs per input dimension (μ then a), both with the degree of the input they belong to.
-        out_degrees = np.concatenate([degrees, degrees])
-        self.out = MaskedLinear(output_mask(out_degrees, previous), zero_init=True, dtype=dtype)
+        *hidden_masks, out_mask = made_masks(self.features, degrees, hidden)
+        self.hidden = ModuleList([MaskedLinear(mask, dtype=dtype) for mask in hidden_masks])
+        self.out = MaskedLinear(out_mask, zero_init=True, dtype=dtype)
 
     def forward(self, x):
         h = x
@@ -125,17 +131,6 @@ class MADE(Module):
         mu, a = F.split(self.out(h), 2, axis=1)
         return mu, a
 
-    def masks(self):
-        """The masks the degrees give, in layer order (hidden layers, then the output layer), as bool arrays."""
-        degrees = np.asarray(to_numpy(self.degrees))
-        out, previous = [], degrees
-        for layer in self.hidden:
-            current = hidden_degrees(self.features, layer.out_features)
-            out.append(hidden_mask(current, previous))
-            previous = current
-        out.append(output_mask(np.concatenate([degrees, degrees]), previous))
-        return out
-
     def _after_load_state(self):
         """The loaded ``degrees`` must be a permutation of 1..D and the loaded masks exactly the ones they give:
         any other mask breaks the autoregressive property, and with it the inverse and the log-det."""
@@ -143,7 +138,7 @@ class MADE(Module):
         if not np.array_equal(np.sort(degrees), np.arange(1, self.features + 1)):
             raise ValueError(f"MADE: the loaded degrees {degrees.tolist()} are not a permutation of 1..{self.features}")
         layers = list(self.hidden) + [self.out]
-        for index, (layer, expected) in enumerate(zip(layers, self.masks())):
+        for index, (layer, expected) in enumerate(zip(layers, made_masks(self.features, degrees, self.hidden_sizes))):
             if not np.array_equal(np.asarray(to_numpy(layer.mask)) != 0, expected):
                 raise ValueError(f"MADE: the loaded mask of layer {index} is not the mask its degrees give "
                                  f"(order {degrees.tolist()}); the network would not be autoregressive")
