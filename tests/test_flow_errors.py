@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nflow
-from nflow.flows import (MLP, ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, ConvNet, GlowNet, InvConv1x1,
-                         NiceScaling, Shuffle, Split, Squeeze)
-from nflow.models import NICE, Glow, RealNVP
+from nflow.flows import (MLP, ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, ConvNet, GlowNet, IAFLayer,
+                         InvConv1x1, MAFLayer, NiceScaling, Shuffle, Split, Squeeze)
+from nflow.models import IAF, MAF, NICE, Glow, RealNVP
 
 
 def t32(shape, value=0.0):
@@ -32,6 +32,10 @@ MODELS = {
     "RealNVP": lambda: RealNVP((1, 4, 4), scales=2, hidden=4),
     "RealNVP/vector": lambda: RealNVP((2,), hidden=4, couplings=2),
     "NICE": lambda: NICE((1, 2, 2), couplings=2, hidden=4, depth=1),
+    "MAF": lambda: MAF((1, 2, 2), layers=2, hidden=4, depth=1, batch_norm=True),
+    "MAF/vector": lambda: MAF((3,), layers=2, hidden=4),
+    "IAF": lambda: IAF((1, 2, 2), layers=2, hidden=4, depth=1),
+    "IAF/vector": lambda: IAF((3,), layers=2, hidden=4),
 }
 
 
@@ -80,7 +84,10 @@ def test_split_refuses_an_odd_channel_count():
     (InvConv1x1(3), (2, 2, 4, 4), r"InvConv1x1: expected 3 channels on axis 1, got shape \(2, 2, 4, 4\)"),
     (NiceScaling(4), (2, 5), r"NiceScaling: expected 4 channels on axis 1, got shape \(2, 5\)"),
     (Split(4), (2, 6, 2, 2), r"Split: expected 4 channels on axis 1, got shape \(2, 6, 2, 2\)"),
-], ids=["affine", "additive", "checkerboard", "actnorm", "invconv-rank", "invconv-channels", "nicescaling", "split"])
+    (MAFLayer(4, (8,)), (2, 3), r"MAFLayer: expected 4 channels on axis 1, got shape \(2, 3\)"),
+    (IAFLayer(4, (8,)), (2, 4, 1), r"IAFLayer: expected a 2-D input, got shape \(2, 4, 1\)"),
+], ids=["affine", "additive", "checkerboard", "actnorm", "invconv-rank", "invconv-channels", "nicescaling", "split",
+        "maf-layer", "iaf-layer"])
 def test_layers_name_themselves_and_the_shape_on_a_wrong_input(layer, shape, pattern):
     with pytest.raises(ValueError, match=pattern):
         layer.forward(t32(shape, 0.5))
@@ -139,7 +146,7 @@ def test_non_finite_input_stops_log_prob_encode_and_decode(name, bad, data):
         model.decode(zs if len(zs) > 1 else zs[0])
 
 
-@pytest.mark.parametrize("name", ["Glow", "RealNVP", "NICE"])
+@pytest.mark.parametrize("name", ["Glow", "RealNVP", "NICE", "MAF", "IAF"])
 @settings(max_examples=5)
 @given(value=st.one_of(st.floats(-10, -1e-6), st.floats(1 + 1e-6, 10)), data=st.data())
 def test_image_models_refuse_values_outside_the_unit_interval(name, value, data):

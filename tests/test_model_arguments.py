@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nflow.models import NICE, Glow, RealNVP
+from nflow.models import IAF, MAF, NICE, Glow, RealNVP
 
 SMALL_GLOW = dict(input_shape=(1, 8, 8), levels=1, steps=1, hidden=4)
 
@@ -17,6 +17,12 @@ SMALL_GLOW = dict(input_shape=(1, 8, 8), levels=1, steps=1, hidden=4)
     (lambda: RealNVP((2,), depth=-1), r"RealNVP: depth must be an integer ≥ 0, got -1"),
     (lambda: NICE((1, 4, 4), couplings=0), r"NICE: couplings must be an integer ≥ 1, got 0"),
     (lambda: NICE((1, 4, 4), hidden=0), r"NICE: hidden must be an integer ≥ 1, got 0"),
+    (lambda: MAF(2, layers=0), r"MAF: layers must be an integer ≥ 1, got 0"),
+    (lambda: MAF((2,), depth=0), r"MAF: depth must be an integer ≥ 1, got 0"),
+    (lambda: IAF((2,), hidden=2.5), r"IAF: hidden must be an integer ≥ 1, got 2.5"),
+    (lambda: MAF((2,), order="sideways"), r"MAF: order must be one of \('reverse', 'random', 'natural'\)"),
+    (lambda: IAF((2, 3)), r"IAF: input_shape must be \(D,\) or \(C, H, W\), got \(2, 3\)"),
+    (lambda: MAF((0,)), r"MAF: every axis of input_shape must be an integer ≥ 1, got 0"),
 ])
 def test_architecture_arguments_are_checked(build, message):
     with pytest.raises(ValueError, match=message):

@@ -1,6 +1,6 @@
 """Turn a run configuration (a JSON dict saved in every checkpoint) into a model and its data.
 
-A run configuration: ``{"model": "glow"|"realnvp"|"nice", "model_args": {...}, "data": a spec,
+A run configuration: ``{"model": "glow"|"realnvp"|"nice"|"maf"|"iaf", "model_args": {...}, "data": a spec,
 "input_shape": [C, H, W] or [2], "image_size": ..., "grey": ..., "seed": ..., "limit": ..., "dtype": "float32"}``,
 where the data spec is a 2-D toy density ("moons", ...) or an image source of :func:`nflow.data.load_images`
 ("mnist", "cifar10", "idx", "idx:DIR", "npz:PATH", "npy:PATH", "folder:DIR"). The model and its data are
@@ -10,9 +10,9 @@ import numpy as np
 
 from nflow.data import DENSITIES, IMAGE_SOURCES, is_image_spec, load_images, sample_toy
 from nflow.data.mnist import IMAGE_SIZE
-from nflow.models import NICE, Glow, RealNVP
+from nflow.models import IAF, MAF, NICE, Glow, RealNVP
 
-MODELS = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}
+MODELS = {"glow": Glow, "realnvp": RealNVP, "nice": NICE, "maf": MAF, "iaf": IAF}
 TOY_DATA = tuple(sorted(DENSITIES))
 DATA_FORMS = tuple(IMAGE_SOURCES) + TOY_DATA   # what --data accepts, for help and messages
 # Run configurations written before "input_shape" was stored (nflow 0.2.0 on 2026-12-02) held MNIST or a toy.
@@ -31,6 +31,12 @@ DEFAULT_MODEL_ARGS = {
     ("nice", "image"): dict(couplings=4, hidden=1000, depth=5, prior="logistic"),
     ("realnvp", "toy"): dict(hidden=64, couplings=8, depth=2),
     ("nice", "toy"): dict(couplings=4, hidden=64, depth=3, prior="gaussian", input_range=None),
+    # MAF / IAF: MADEs of `depth` hidden layers of `hidden` units; on MNIST the MAF paper's 1024-unit MADEs with
+    # batch norm between layers and λ = 1e-6 logit preprocessing (the models' defaults: order reversed per layer).
+    ("maf", "toy"): dict(layers=5, hidden=64, depth=2),
+    ("iaf", "toy"): dict(layers=5, hidden=64, depth=2),
+    ("maf", "image"): dict(layers=5, hidden=1024, depth=1, batch_norm=True),
+    ("iaf", "image"): dict(layers=5, hidden=1024, depth=1, batch_norm=True),
 }
 
 

@@ -40,7 +40,7 @@ TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup
                "max_grad_norm": "max_grad_norm", "checkpoint_every": "checkpoint_every",
                "sample_every": "sample_every", "eval_every": "eval_every"}
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
-              "depth": "depth", "scales": "scales", "coupling": "coupling"}
+              "depth": "depth", "scales": "scales", "coupling": "coupling", "layers": "layers"}
 # Flags of `nflow train` -> the entry of the run configuration they set.
 RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit", "image_size": "image_size",
              "grey": "grey"}

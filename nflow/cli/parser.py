@@ -44,7 +44,7 @@ def make_parser():
 
     train = sub.add_parser("train", help="train a model (default: RealNVP on the two-moons density)")
     train.add_argument("--model", choices=sorted(MODELS), default=None,
-                       help="glow, realnvp or nice (default: realnvp; glow when --data mnist)")
+                       help="glow, realnvp, nice, maf or iaf (default: realnvp; glow when --data mnist)")
     train.add_argument("--data", type=data_spec, default=None, metavar="SPEC",
                        help=f"a 2-D toy density or an image source: {', '.join(DATA_FORMS)} (default: moons)")
     train.add_argument("--image-size", type=positive_int, default=None, metavar="PIXELS",
@@ -87,9 +87,10 @@ def make_parser():
     arch = train.add_argument_group("architecture (defaults depend on the model)")
     arch.add_argument("--levels", type=positive_int, help="Glow: levels L")
     arch.add_argument("--flow-steps", type=positive_int, help="Glow: steps of flow K per level")
-    arch.add_argument("--hidden", type=positive_int, help="hidden channels or units of the coupling nets")
+    arch.add_argument("--hidden", type=positive_int, help="hidden channels or units of the coupling nets (MAF / IAF: of each MADE)")
     arch.add_argument("--couplings", type=positive_int, help="NICE / vector RealNVP: coupling layers")
-    arch.add_argument("--depth", type=positive_int, help="NICE / vector RealNVP: hidden layers per net")
+    arch.add_argument("--depth", type=positive_int, help="NICE / vector RealNVP / MAF / IAF: hidden layers per net")
+    arch.add_argument("--layers", type=positive_int, help="MAF / IAF: autoregressive layers")
     arch.add_argument("--scales", type=positive_int, help="RealNVP on images: scales")
     arch.add_argument("--coupling", choices=("affine", "additive"), help="Glow: coupling type")
     arch.add_argument("--no-lu", action="store_true", help="Glow: plain (not LU) 1x1 convolutions")
