@@ -87,7 +87,8 @@ def test_sample_draws_a_class_and_refuses_one_the_run_lacks(conditional_run, tmp
     out, _, _ = conditional_run
     assert run("sample", out, "--label", 2, "-n", 4, "-o", tmp_path / "two.png") == 0
     assert png_size(tmp_path / "two.png")[0] > 0
-    assert run("sample", out, "-n", 6, "-o", tmp_path / "all.png") == 0   # every class in turn
+    assert run("sample", out, "-n", 6, "-o", tmp_path / "all.png") == 0   # every class in turn, a column each
+    assert png_size(tmp_path / "all.png")[0] == K * (8 + 2) + 2
     capsys.readouterr()
     assert run("sample", out, "--label", 3, "-o", tmp_path / "x.png") == USAGE
     assert "--label 3: the run has 3 classes, 0..2" in capsys.readouterr().err

@@ -33,6 +33,7 @@ EVAL_SPLIT = "test"
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
 HISTOGRAM_SAMPLES = 100_000
 SAMPLE_TEMPERATURE = 0.7   # of the sample grids written during image training (Glow §5)
+SAMPLE_COLUMNS = 8   # of `nflow sample`'s grid (a class-conditional run without --label: one per class)
 # Test examples evaluated every --eval-every steps during training: the first this many of the test split (the
 # standard error of the mean NLL is then about σ/32; `nflow eval` measures the whole split afterwards).
 EVAL_EXAMPLES_DURING_TRAINING = 1000
@@ -343,7 +344,9 @@ def sample_command(args):
         title += f", class {args.label}"
     condition = {} if k is None else {"y": args.label}
     samples = model.sample(args.n, temperature=args.temperature, seed=args.seed, **condition)
-    save_samples_png(args.output, samples, caption=sample_caption(title, ck.step, args.temperature))
+    # every class in turn: one column per class
+    columns = k if k is not None and args.label is None else SAMPLE_COLUMNS
+    save_samples_png(args.output, samples, nrow=columns, caption=sample_caption(title, ck.step, args.temperature))
     print(f"nflow: {args.n} samples at temperature {args.temperature} written to {args.output}", file=sys.stderr)
     return 0
 
