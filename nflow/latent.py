@@ -10,6 +10,8 @@ round-trip rounding), α > 0 adds the attribute, α < 0 takes it away. For a mul
 list of every level's latent (as ``encode`` returns it) and d is a list of the same shapes. The means are taken
 in float64.
 """
+import warnings
+
 import numpy as np
 
 from nflow.backend import to_numpy
@@ -70,6 +72,13 @@ def manipulate(model, x, direction, alphas):
                              f"{[tuple(np.shape(d)) for d in direction]} do not match the model's latents "
                              f"{[tuple(z.shape[1:]) for z in latents]}")
         latents = [to_numpy(z).astype(np.float64) for z in latents]
-        columns = [to_numpy(model.decode([(z + alpha * d).astype(model.dtype) for z, d in zip(latents, direction)]))
-                   for alpha in alphas]
-    return np.stack(columns, axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):   # reported below, with the count
+            columns = [to_numpy(model.decode([(z + alpha * d).astype(model.dtype)
+                                              for z, d in zip(latents, direction)])) for alpha in alphas]
+    out = np.stack(columns, axis=1)
+    bad = ~np.isfinite(out).reshape(out.shape[0], out.shape[1], -1).all(axis=2)
+    if bad.any():
+        worst = ", ".join(f"{alpha:g}" for alpha in alphas[bad.any(axis=0)])
+        warnings.warn(f"nflow.latent.manipulate: {int(bad.sum())} of {bad.size} images hold NaN or inf (the inverse "
+                      f"overflowed at α = {worst}; a smaller |α| stays nearer the data)", RuntimeWarning, stacklevel=2)
+    return out

@@ -86,3 +86,13 @@ def test_a_single_latent_model_and_bad_input():
     with pytest.raises(ValueError, match="do not match the model's latents"):
         manipulate(glow, x, [np.zeros((4, 4, 4))], [1.0])
     assert [m.shape for m in mean_latent(glow, x)] == [(2, 4, 4), (8, 2, 2)]
+
+
+def test_an_overflowing_inverse_is_reported_with_its_count_not_silently():
+    rng = np.random.default_rng(5)
+    model = model_of(2, np.float32)
+    x = images(rng, 2, np.float32)
+    direction = [np.full(z.shape[1:], 1e30, dtype=np.float64) for z in model.encode(x)]
+    with pytest.warns(RuntimeWarning, match=r"4 of 4 images hold NaN or inf \(the inverse overflowed at α = 1, 2"):
+        out = manipulate(model, x, direction, [1.0, 2.0])
+    assert not np.isfinite(out).all()
