@@ -8,6 +8,7 @@ import pytest
 
 import nflow
 from nflow.checkpoint import load_checkpoint
+from nflow.data.dequantize import to_continuous
 from nflow.models import Glow
 from nflow.train import TrainConfig, Trainer
 
@@ -89,3 +90,25 @@ def test_what_cannot_work_is_refused(tmp_path):
         Trainer(model(), data(), config(), tmp_path / "none").fit()
     with pytest.raises(ValueError, match="reversible backprop: this model is class-conditional"):
         Trainer(model(), data(), config(reversible=True), tmp_path / "rev").fit()
+
+
+def test_the_label_prior_learns_to_tell_classes_apart(tmp_path):
+    """Three classes of 8×8 pictures, each brightening its own band of rows: after 150 steps (about 2 s) the
+    class posterior of held-out pictures ranks the true class first far more often than chance (1/3; a fresh
+    model's posterior is uniform). Seeded, so the number is the same on every run (0.93 when written)."""
+    def pictures(n, seed):
+        rng = np.random.default_rng(seed)
+        classes = np.arange(n) % K
+        images = rng.integers(0, 60, (n, 1, 8, 8))
+        for i, label in enumerate(classes):
+            images[i, 0, 2 * label:2 * label + 3] += 150
+        return images.astype(np.uint8), classes
+
+    (x, y), (x_test, y_test) = pictures(300, 0), pictures(90, 1)
+    nflow.seed(0)
+    m = Glow((1, 8, 8), levels=2, steps=1, hidden=8, num_classes=K)
+    held_out = to_continuous(x_test, np.random.default_rng(2), 256, np.float32)
+    np.testing.assert_allclose(m.eval().predict(held_out), 1 / K, rtol=1e-12)
+    Trainer(m.train(), x, config(steps=150, batch_size=30, lr=3e-3), tmp_path, labels=y).fit()
+    accuracy = (m.eval().predict(held_out).argmax(axis=1) == y_test).mean()
+    assert accuracy >= 0.7
