@@ -132,6 +132,8 @@ def test_refusals(conditional_run, tmp_path, capsys):
     assert run("sample", plain, "--label", 1, "-o", tmp_path / "s.png") == USAGE
     err = capsys.readouterr().err
     assert "--label: the run of" in err and "is unconditional (trained without --num-classes)" in err
+    assert run("manipulate", plain, "--data-dir", data_dir, "--with", "ink:top", "--without", "ink:bottom",
+               "--rows", 1, "-o", tmp_path / "plain.png") == 0   # an unconditional run has attribute vectors too
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
     np.savez(tmp_path / "unlabelled.npz", images=images)
     capsys.readouterr()
