@@ -28,6 +28,7 @@ from nflow.nn.module import Module
 from nflow.tensor import Tensor
 
 MEAN_AND_LOG_STD = 2   # the label map gives a mean and a log-std per channel
+PRIOR_SUM_TOL = 1e-6   # how far from 1 a given class prior may sum (probabilities written with a few digits)
 
 
 def check_labels(labels, n, num_classes, where):
@@ -130,7 +131,7 @@ def posterior(log_likelihoods, class_prior=None):
     else:
         class_prior = np.asarray(class_prior, dtype=np.float64)
         if class_prior.shape != (k,) or not np.all(np.isfinite(class_prior)) or (class_prior < 0).any() \
-                or abs(class_prior.sum() - 1) > 1e-6:
+                or abs(class_prior.sum() - 1) > PRIOR_SUM_TOL:
             raise ValueError(f"predict: class_prior must be {k} probabilities ≥ 0 summing to 1, got {class_prior}")
         with np.errstate(divide="ignore"):   # a class of prior 0 gets posterior 0
             log_prior = np.log(class_prior)
