@@ -75,6 +75,10 @@ def nll_and_backward(model, x, reversible=True, checkpoint_every=None, drift_tol
     """
     if not reversible:
         return {"loss": stored_nll_and_backward(model, x), "drift": 0.0, "checkpoint_every": None}
+    if getattr(model, "num_classes", None) is not None:
+        # the sweep below scores the top latent under the standard prior, not p(ε | y): refuse, never train wrongly
+        raise ValueError("reversible backprop: this model is class-conditional (its top prior needs the labels); "
+                         "train it with stored activations (Trainer with labels, reversible=False)")
     if model.training:
         for layer in model.flow_layers():
             if not layer.invertible_in_training:

@@ -15,6 +15,7 @@ LAYER_OF = {
     "flows": "flows",
     "models": "models", "reversible": "models",
     "train": "train", "data": "train", "checkpoint": "train", "image": "train", "testing": "train", "inspect": "train",
+    "latent": "train",
     "cli": "cli", "__main__": "cli",
 }
 FRAMEWORKS = ("torch", "jax", "tensorflow", "flax", "keras", "autograd")

@@ -70,11 +70,23 @@ def build_model(run):
 def load_data(run, split, data_dir=None, limit=None):
     """Images (N, C, H, W) (uint8, or float32 in [0, 1] from a float array file) or float32 points (N, 2) for
     ``split`` ("train" or "test")."""
+    return load_labelled_data(run, split, data_dir, limit)[0]
+
+
+def load_labelled_data(run, split, data_dir=None, limit=None):
+    """(examples as :func:`load_data` gives them, their int64 labels (N,) or None where the data has none)."""
     if data_kind(run["data"]) == "image":
-        images = load_images(run["data"], split, data_dir, image_size=run.get("image_size"),
-                             grey=run.get("grey")).images
+        found = load_images(run["data"], split, data_dir, image_size=run.get("image_size"), grey=run.get("grey"))
+        images, labels = found.images, found.labels
     else:
         n = TOY_TRAIN_SIZE if split == "train" else TOY_TEST_SIZE
         seed = run["seed"] + (TOY_TEST_SEED_OFFSET if split == "test" else 0)
-        images = sample_toy(run["data"], n, np.random.default_rng(seed))
-    return images[:limit] if limit else images
+        images, labels = sample_toy(run["data"], n, np.random.default_rng(seed)), None
+    if limit:
+        images, labels = images[:limit], None if labels is None else labels[:limit]
+    return images, labels
+
+
+def num_classes(run):
+    """The number of classes of a class-conditional run's model, None for an unconditional one."""
+    return run["model_args"].get("num_classes")

@@ -15,15 +15,18 @@ import numpy as np
 import nflow
 from nflow.backend import to_numpy
 from nflow.checkpoint import CheckpointError, load_checkpoint, restore_model
-from nflow.cli.build import DEFAULT_MODEL, MODELS, build_model, data_kind, default_model_args, load_data
+from nflow.cli.build import (DEFAULT_MODEL, MODELS, build_model, data_kind, default_model_args, load_data,
+                             load_labelled_data, num_classes)
 from nflow.data.dequantize import default_n_bins, to_continuous
 from nflow.data.toy import PLOT_LIMIT, grid_points
 from nflow.distributed import SingleProcess, mpi_world
 from nflow.image import plot_density, save_grid
 from nflow.inspect import decompose, level_pictures
+from nflow.latent import attribute_direction, manipulate
 from nflow.train import (CHECKPOINT_NAME, TrainConfig, Trainer, TrainingDiverged, evaluate, make_eval_hook,
                          make_sample_hook)
 from nflow.train.config import default_settings
+from nflow.train.evaluate import classification_accuracy
 from nflow.train.hooks import run_title, sample_caption, save_samples_png
 from nflow.train.modes import evaluating
 
@@ -31,16 +34,20 @@ EVAL_SPLIT = "test"
 DENSITY_RESOLUTION = 160  # grid cells per side of the learned-density picture
 HISTOGRAM_SAMPLES = 100_000
 SAMPLE_TEMPERATURE = 0.7   # of the sample grids written during image training (Glow §5)
+SAMPLE_COLUMNS = 8   # of `nflow sample`'s grid (a class-conditional run without --label: one per class)
 # Test examples evaluated every --eval-every steps during training: the first this many of the test split (the
 # standard error of the mean NLL is then about σ/32; `nflow eval` measures the whole split afterwards).
 EVAL_EXAMPLES_DURING_TRAINING = 1000
 INSPECT_PICTURES = 8   # test images in the level-pictures sheet of `nflow inspect -o`
+INK_QUANTILE = {"top": 0.75, "bottom": 0.25}   # `manipulate --with ink:top`: the quarter of images with most ink
 # Flags of `nflow train` -> the setting they give: of the TrainConfig, and of the model's architecture.
 TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup_steps",
                "max_grad_norm": "max_grad_norm", "checkpoint_every": "checkpoint_every",
                "sample_every": "sample_every", "eval_every": "eval_every"}
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
               "depth": "depth", "scales": "scales", "coupling": "coupling", "layers": "layers"}
+# Flags of `nflow train` that make a Glow class-conditional -> the model argument they set.
+LABEL_FLAGS = {"num_classes": "num_classes", "class_weight": "class_weight"}
 # Flags of `nflow train` -> the entry of the run configuration they set.
 RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit", "image_size": "image_size",
              "grey": "grey"}
@@ -158,6 +165,16 @@ def _new_run(args):
     model_args.update(given)
     if args.no_lu:
         model_args["lu"] = False
+    labelled = _given(args, LABEL_FLAGS)
+    if labelled:
+        if model_name != "glow":
+            fail(f"--num-classes / --class-weight make a Glow class-conditional; {model_name} takes no labels")
+        if "num_classes" not in labelled:
+            fail("--class-weight weighs a classification loss on the labels: give --num-classes K too")
+        if args.reversible:
+            fail("--reversible does not take --num-classes (memory-free backprop has no class-conditional prior); "
+                 "train a class-conditional Glow with stored activations")
+        model_args.update(num_classes=labelled["num_classes"], class_weight=labelled.get("class_weight", 0.0))
     seed = DEFAULT_SEED if args.seed is None else args.seed
     return dict(model=model_name, model_args=model_args, data=data, seed=seed, limit=args.limit, dtype="float32",
                 image_size=args.image_size, grey=args.grey)
@@ -179,6 +196,7 @@ def _refuse_conflicts(args, checkpoint):
     run, settings = checkpoint.config["run"], checkpoint.config["train"]
     stored = {**{f: run.get(k) for f, k in RUN_FLAGS.items()},
               **{f: run["model_args"].get(k) for f, k in ARCH_FLAGS.items()},
+              **{f: run["model_args"].get(k) for f, k in LABEL_FLAGS.items()},
               **{f: settings.get(k) for f, k in TRAIN_FLAGS.items() if f != "steps"}}
     conflicts = [f"--{flag.replace('_', '-')} {getattr(args, flag)} (the checkpoint has {value})"
                  for flag, value in stored.items() if getattr(args, flag) is not None and getattr(args, flag) != value]
@@ -234,7 +252,8 @@ def train(args):
         out = _run_dir(args, run["model"], run["data"])
     comm.barrier()   # every rank chose the run directory before any writes in it (runs/<data>-<model>-N is free)
     _writable_directory(out, "run directory")   # refused now, not after the first hour of training
-    data = load_data(run, "train", args.data_dir, run.get("limit"))
+    data, labels = load_labelled_data(run, "train", args.data_dir, run.get("limit"))
+    labels = _checked_labels(run, labels, "train")
     if checkpoint is None:
         run["input_shape"] = list(data.shape[1:])   # the model fits the data's (C, H, W); every checkpoint keeps it
     settings = (_resumed_settings(args, checkpoint) if checkpoint is not None
@@ -263,10 +282,10 @@ def train(args):
               f"{out}", file=sys.stderr)
     on_evaluate = None
     if config.eval_every:
-        test = load_data(run, EVAL_SPLIT, args.data_dir, EVAL_EXAMPLES_DURING_TRAINING)
-        on_evaluate = make_eval_hook(model, test)
+        test, test_labels = load_labelled_data(run, EVAL_SPLIT, args.data_dir, EVAL_EXAMPLES_DURING_TRAINING)
+        on_evaluate = make_eval_hook(model, test, labels=_checked_labels(run, test_labels, EVAL_SPLIT))
     trainer = Trainer(model, data, config, out, run_config=run, on_sample=hook, on_evaluate=on_evaluate,
-                      comm=comm)
+                      labels=labels, comm=comm)
     try:
         result = trainer.fit(resume=checkpoint)
     except TrainingDiverged as e:
@@ -283,6 +302,21 @@ def train(args):
     return 128 + result.signal if result.status == "interrupted" else 0
 
 
+def _checked_labels(run, labels, split):
+    """A class-conditional run's labels of ``split``, checked against its number of classes; None for a run
+    without classes (whatever the data holds)."""
+    k = num_classes(run)
+    if k is None:
+        return None
+    if labels is None:
+        fail(f"--num-classes {k}: the {split} split of {run['data']} has no labels; class-conditional training "
+             "needs labelled data (mnist, cifar10, idx, an .npz with labels, a folder with one sub-folder per class)")
+    if len(labels) and labels.max() >= k:
+        fail(f"--num-classes {k}: the {split} split of {run['data']} has labels up to {labels.max()}; "
+             f"give --num-classes {labels.max() + 1} or more")
+    return labels
+
+
 def write_density_picture(model, data, path, title):
     """Side by side, each with axes and a colour bar: a histogram of the data and the learned density exp(log p),
     over [-PLOT_LIMIT, PLOT_LIMIT]²."""
@@ -297,13 +331,17 @@ def write_density_picture(model, data, path, title):
 # ---------------------------------------------------------------------------------------------------------
 def evaluate_command(args):
     model, run, ck = _trained_model(args)
-    data = load_data(run, EVAL_SPLIT, args.data_dir, args.limit)
-    r = evaluate(model, data, batch_size=args.batch_size, seed=0)
+    data, labels = load_labelled_data(run, EVAL_SPLIT, args.data_dir, args.limit)
+    labels = _checked_labels(run, labels, EVAL_SPLIT)
+    r = evaluate(model, data, batch_size=args.batch_size, seed=0, labels=labels)
     if r["n_nonfinite"]:
         print(f"nflow: {r['n_nonfinite']} of {r['n']} test examples have a non-finite log-density", file=sys.stderr)
         return 1
     result = {"model": run["model"], "data": run["data"], "split": EVAL_SPLIT, "n": r["n"], "step": ck.step,
               "nll_nats": r["nll"], "nll_se": r["nll_se"], "bits_per_dim": r["bpd"], "bpd_se": r["bpd_se"]}
+    if labels is not None:   # log p(x | y) with the true labels above; and how well p(y | x) classifies
+        result["conditional"] = True
+        result["accuracy"] = classification_accuracy(model, data, labels, batch_size=args.batch_size, seed=0)
     print(json.dumps(result) if args.json else eval_table(result))
     return 0
 
@@ -317,15 +355,28 @@ def eval_table(result):
              f"checkpoint at step {result['step']}",
              f"{'':9s}{'value':>{width}s}   ± one standard error"]
     lines += [f"{name:9s}{value:>{width}s}   ± {se}  {unit}" for name, value, se, unit in rows]
+    if result.get("conditional"):
+        lines[0] += "; log p(x | y) with the true labels"
+        lines.append(f"accuracy of predict (argmax of p(y | x), uniform p(y)): {result['accuracy']:.4f}")
     return "\n".join(lines)
 
 
 def sample_command(args):
     _output_file(args.output, "-o")
     model, run, ck = _trained_model(args)
-    samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
-    save_samples_png(args.output, samples,
-                     caption=sample_caption(run_title(model, run["data"]), ck.step, args.temperature))
+    k = num_classes(run)
+    title = run_title(model, run["data"])
+    if args.label is not None:
+        if k is None:
+            fail(f"--label: the run of {ck.path} is unconditional (trained without --num-classes); it has no classes")
+        if args.label >= k:
+            fail(f"--label {args.label}: the run has {k} classes, 0..{k - 1}")
+        title += f", class {args.label}"
+    condition = {} if k is None else {"y": args.label}
+    samples = model.sample(args.n, temperature=args.temperature, seed=args.seed, **condition)
+    # every class in turn: one column per class
+    columns = k if k is not None and args.label is None else SAMPLE_COLUMNS
+    save_samples_png(args.output, samples, nrow=columns, caption=sample_caption(title, ck.step, args.temperature))
     print(f"nflow: {args.n} samples at temperature {args.temperature} written to {args.output}", file=sys.stderr)
     return 0
 
@@ -378,5 +429,46 @@ def inspect_command(args):
     return 0
 
 
+def attribute_mask(spec, images, labels, data_name):
+    """Which of ``images`` have the attribute ``spec`` (``("label", N)`` or ``("ink", "top" | "bottom")``): a
+    boolean array. Ink is the sum of an image's pixel values (stroke thickness, for digits); top is the quarter
+    of the images with the most (ink ≥ its 75th percentile), bottom the quarter with the least."""
+    kind, value = spec
+    if kind == "label":
+        if labels is None:
+            fail(f"label:{value}: the test split of {data_name} has no labels; use ink:top / ink:bottom")
+        return labels == value
+    ink = images.reshape(len(images), -1).astype(np.float64).sum(axis=1)
+    threshold = np.quantile(ink, INK_QUANTILE[value])
+    return ink >= threshold if value == "top" else ink <= threshold
+
+
+def manipulate_command(args):
+    _output_file(args.output, "-o")
+    model, run, ck = _trained_model(args)
+    if data_kind(run["data"]) != "image":
+        fail(f"manipulate needs an image model; this checkpoint was trained on {run['data']}")
+    images, labels = load_labelled_data(run, EVAL_SPLIT, args.data_dir, args.limit)
+    names = [":".join(map(str, spec)) for spec in (args.with_spec, args.without_spec)]
+    chosen = [attribute_mask(spec, images, labels, run["data"]) for spec in (args.with_spec, args.without_spec)]
+    for name, mask in zip(names, chosen):
+        if not mask.any():
+            fail(f"{name}: no test image of {run['data']} has it" + (f" among the first {args.limit}"
+                                                                      if args.limit else ""))
+    rng = np.random.default_rng(args.seed)
+    x_with, x_without = (to_continuous(images[mask], rng, default_n_bins(images), model.dtype) for mask in chosen)
+    direction = attribute_direction(model, x_with, x_without)
+    rows = x_without[:args.rows]
+    strip = np.clip(manipulate(model, rows, direction, args.alphas), 0.0, 1.0)
+    alphas = ", ".join(f"{a:g}" for a in args.alphas)
+    save_grid(args.output, strip.reshape((-1,) + strip.shape[2:]), nrow=len(args.alphas), scale=2,
+              caption=f"{run_title(model, run['data'])} — step {ck.step}; z + α·(z̄[{names[0]}] - z̄[{names[1]}]), "
+                      f"α = {alphas}")
+    print(f"nflow: {len(rows)} images of {names[1]} moved along {names[0]} - {names[1]} "
+          f"({int(chosen[0].sum())} and {int(chosen[1].sum())} test images) at α = {alphas}, written to "
+          f"{args.output}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"train": train, "eval": evaluate_command, "sample": sample_command, "interpolate": interpolate_command,
-            "inspect": inspect_command}
+            "inspect": inspect_command, "manipulate": manipulate_command}

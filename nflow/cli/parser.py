@@ -1,4 +1,4 @@
-"""The command line: ``nflow train | eval | sample | interpolate`` (argparse, with typed checks)."""
+"""The command line: ``nflow train | eval | sample | interpolate | inspect | manipulate`` (argparse, typed checks)."""
 import argparse
 import math
 
@@ -30,6 +30,21 @@ def data_spec(text):
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 non_negative_int = checked(int, lambda v: v >= 0, "an integer ≥ 0")
+finite_float = checked(float, math.isfinite, "a finite number")
+# `nflow manipulate`: which test images have an attribute, and the columns of its strip.
+ATTRIBUTE_FORMS = "label:N (the test images of class N), ink:top / ink:bottom (the quarter with the most / least ink)"
+INK_SIDES = ("top", "bottom")
+DEFAULT_ALPHAS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+
+
+def attribute_spec(text):
+    """An argparse ``type=`` for --with / --without: ``("label", N)`` or ``("ink", "top" | "bottom")``."""
+    kind, _, value = text.partition(":")
+    if kind == "label" and value.isdigit():
+        return "label", int(value)
+    if kind == "ink" and value in INK_SIDES:
+        return "ink", value
+    raise argparse.ArgumentTypeError(f"expected {ATTRIBUTE_FORMS}; got {text!r}")
 positive_float = checked(float, lambda v: 0 < v < math.inf, "a positive finite number")  # NaN fails both
 non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite number ≥ 0")
 
@@ -94,6 +109,11 @@ def make_parser():
     arch.add_argument("--scales", type=positive_int, help="RealNVP on images: scales")
     arch.add_argument("--coupling", choices=("affine", "additive"), help="Glow: coupling type")
     arch.add_argument("--no-lu", action="store_true", help="Glow: plain (not LU) 1x1 convolutions")
+    arch.add_argument("--num-classes", type=checked(int, lambda v: v >= 2, "an integer ≥ 2"), default=None,
+                      metavar="K", help="Glow: class-conditional on the data's labels 0..K-1 (a top prior per class)")
+    arch.add_argument("--class-weight", type=non_negative_float, default=None, metavar="W",
+                      help="Glow with --num-classes: add W × the cross-entropy of a classification head on the top "
+                           "latent (nats per example) to the NLL (default 0: no head)")
 
     ev = sub.add_parser("eval", help="test NLL and bits/dim of a checkpoint, with standard errors")
     ev.add_argument("checkpoint", help="a checkpoint file or a run directory")
@@ -109,6 +129,8 @@ def make_parser():
     sa.add_argument("--temperature", type=non_negative_float, default=1.0)
     sa.add_argument("--seed", type=non_negative_int, default=0)
     sa.add_argument("-o", "--output", default="samples.png")
+    sa.add_argument("--label", type=non_negative_int, default=None,
+                    help="a class-conditional run: draw this class only (default: every class in turn)")
     sa.add_argument("--backend", choices=BACKENDS, default=None)
 
     ins = sub.add_parser("inspect", help="where the bits go: the test NLL taken apart by level and layer, "
@@ -129,4 +151,21 @@ def make_parser():
     it.add_argument("--data-dir", default=None)
     it.add_argument("-o", "--output", default="interpolation.png")
     it.add_argument("--backend", choices=BACKENDS, default=None)
+
+    ma = sub.add_parser("manipulate", help="a PNG strip of test images moved along an attribute's direction in "
+                        "latent space (mean latent with it minus without; Glow §5): rows of images, columns of α")
+    ma.add_argument("checkpoint")
+    ma.add_argument("--with", dest="with_spec", type=attribute_spec, required=True, metavar="SPEC",
+                    help=f"the test images that have the attribute: {ATTRIBUTE_FORMS}")
+    ma.add_argument("--without", dest="without_spec", type=attribute_spec, required=True, metavar="SPEC",
+                    help="the test images that do not (same forms); the rows are the first --rows of these")
+    ma.add_argument("--rows", type=positive_int, default=4, help="test images, one per row")
+    ma.add_argument("--alphas", type=finite_float, nargs="+", default=list(DEFAULT_ALPHAS), metavar="α",
+                    help=f"the columns: z + α·d for each α (default {' '.join(map(str, DEFAULT_ALPHAS))})")
+    ma.add_argument("--limit", type=positive_int, default=None,
+                    help="choose the images among the first N test examples (default: all)")
+    ma.add_argument("--seed", type=non_negative_int, default=0, help="of the dequantization noise")
+    ma.add_argument("--data-dir", default=None)
+    ma.add_argument("-o", "--output", default="manipulate.png")
+    ma.add_argument("--backend", choices=BACKENDS, default=None)
     return parser

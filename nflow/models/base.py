@@ -166,6 +166,11 @@ class FlowModel(Module):
 
     def sample(self, n, temperature=1.0, seed=None):
         """n samples at ``temperature`` (latents drawn from the prior scaled by T; T = 0 gives its mode)."""
+        return self._sample(n, temperature, seed)
+
+    def _sample(self, n, temperature, seed, move_latents=None):
+        """:meth:`sample`; ``move_latents(latents)``, if given, maps the prior's draws (host arrays, already scaled
+        by T) to the latents decoded (a class-conditional prior moves the top one)."""
         n = require_count(f"{self.name}.sample", "n", n)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) \
                 or not math.isfinite(temperature) or temperature < 0:
@@ -176,13 +181,15 @@ class FlowModel(Module):
         try:
             latents = [sample_prior(self.prior, (n,) + shape, rng, temperature).astype(self.dtype)
                        for shape in self.latent_shapes()]
+            if move_latents is not None:
+                latents = [z.astype(self.dtype) for z in move_latents(latents)]
             with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the count
                 x = self.decode(latents)
             bad = int((~get_array_module(x).isfinite(x)).reshape(n, -1).any(axis=1).sum())
             if bad:
                 warnings.warn(f"{self.name}.sample: {bad} of {n} samples hold NaN or inf (the inverse overflowed "
                               f"at temperature {temperature}; an under-trained model, or try a lower temperature)",
-                              RuntimeWarning, stacklevel=2)
+                              RuntimeWarning, stacklevel=3)
             return x
         finally:
             self.train(was_training)

@@ -60,12 +60,13 @@ def make_sample_hook(model, out_dir, n=64, temperature=1.0, seed=0, nrow=8, pref
     return on_sample
 
 
-def make_eval_hook(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0):
+def make_eval_hook(model, data, batch_size=DEFAULT_EVAL_BATCH, seed=0, labels=None):
     """An ``on_evaluate(step)`` for :class:`~nflow.train.Trainer`: the held-out NLL (nats per example) and
-    bits/dim of ``model`` on ``data`` (:func:`nflow.train.evaluate`, its own noise seed), as
-    ``{"test_nll", "test_bpd"}`` for the run's evaluation log and its curve."""
+    bits/dim of ``model`` on ``data`` (:func:`nflow.train.evaluate`, its own noise seed; given ``labels``, of
+    a class-conditional model's log p(x | y)), as ``{"test_nll", "test_bpd"}`` for the run's evaluation log and
+    its curve."""
     def on_evaluate(step):
-        result = evaluate(model, data, batch_size=batch_size, seed=seed)
+        result = evaluate(model, data, batch_size=batch_size, seed=seed, labels=labels)
         return {"test_nll": result["nll"], "test_bpd": result["bpd"], "test_n": result["n"]}
 
     return on_evaluate

@@ -116,13 +116,18 @@ class Trainer:
     step and marked on the curve. Like ``on_sample`` it must leave the training state alone (its own seeds), so
     a resumed run still continues exactly.
     dtype: the floating type the batches are given to the model in.
+    labels: None, or the int class of each example (N,) for a class-conditional model: each batch's labels are
+    picked with the same indices, the loss is the model's ``training_loss(x, y)`` (the conditional NLL plus its
+    weighted classification loss, if any; the step record logs the NLL as "loss" and the cross-entropy as
+    "class_ce"). Not with ``config.reversible``.
     comm: the group of ranks training data-parallel (:mod:`nflow.distributed`; default the group of one). Every
     rank passes the same data, config and run_dir (rank 0 writes there; with resume, every rank reads).
     replica_check_every: compare the replicas' checksums every this many steps (0: never).
     """
 
     def __init__(self, model, data, config, run_dir, run_config=None, on_sample=None, progress_stream=None,
-                 dtype=np.float32, on_evaluate=None, comm=None, replica_check_every=REPLICA_CHECK_EVERY):
+                 dtype=np.float32, on_evaluate=None, labels=None, comm=None,
+                 replica_check_every=REPLICA_CHECK_EVERY):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
         data = np.asarray(data)
@@ -130,7 +135,19 @@ class Trainer:
             raise ValueError(f"Trainer: data must be (N, ...) with one example per row, got shape {data.shape}")
         if data.dtype.kind not in "uif":
             raise TypeError(f"Trainer: data must be uint8 images or floats, got dtype {data.dtype}")
-        self.model, self.data, self.config = model, data, config
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+                raise ValueError(f"Trainer: labels must be ints, one per example, shape ({len(data)},); got "
+                                 f"{labels.dtype} {labels.shape}")
+            if config.reversible:
+                raise ValueError("Trainer: reversible backprop does not take labels (its prior term is the "
+                                 "unconditional one); train a class-conditional model with stored activations")
+            if not hasattr(model, "training_loss"):
+                raise TypeError(f"Trainer: labels were given, but {type(model).__name__} has no "
+                                "training_loss(x, y) (a class-conditional Glow has)")
+        self.model, self.data, self.config, self.labels = model, data, config, labels
+        self._step_extra = {}  # what the step's loss adds to its log record ("class_ce")
         self.n_bins = config.n_bins or default_n_bins(data)
         self.sample_shape = tuple(data.shape[1:])
         self.run_dir = os.fspath(run_dir)
@@ -248,24 +265,38 @@ class Trainer:
         self._pending = None
 
     # -- one step ----------------------------------------------------------------------------------------
+    def batch_indices(self, index):
+        """The examples of 0-based step ``index`` this rank trains on: its slice of the global batch."""
+        b, rank = self.config.batch_size, self.comm.rank
+        return self.sampler.indices(index)[rank * b:(rank + 1) * b]
+
     def batch(self, index):
         """The model input of 0-based step ``index``: this rank's slice of the global batch, dequantized with its
         slice of the global batch's noise (advancing the noise Generator past all of it) or cast."""
-        b, rank = self.config.batch_size, self.comm.rank
-        mine = self.sampler.indices(index)[rank * b:(rank + 1) * b]
-        return to_continuous(self.data[mine], self.rng, self.n_bins, self.dtype, part=(rank, self.comm.size))
+        return to_continuous(self.data[self.batch_indices(index)], self.rng, self.n_bins, self.dtype,
+                             part=(self.comm.rank, self.comm.size))
 
-    def _loss_and_grads(self, x):
+    def _loss_and_grads(self, x, y=None):
         """Forward and backward, by :func:`nflow.reversible.nll_and_backward` with stored activations or
         reversibly; returns (loss, gradient norm before clipping, reason to skip or None).
 
         The loss is checked after backward: a non-finite loss costs one wasted backward pass, and its
         gradients are discarded with the update (``_train_step`` zeroes them either way).
         """
-        loss_value = nll_and_backward(self.model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
+        if y is None:
+            loss_value = nll_and_backward(self.model, nflow.tensor(x), reversible=self.config.reversible)["loss"]
+            objective_value, class_ce = loss_value, None
+        else:   # the conditional NLL, logged as the loss, plus the classification loss the model weighs in
+            objective, parts = self.model.training_loss(nflow.tensor(x), y)
+            objective.backward()
+            loss_value, objective_value, class_ce = parts["nll"], float(objective.numpy()), parts.get("class_ce")
         # The mean over the ranks of the gradients, and of the losses riding in the same buffer.
-        loss_value = float(average_gradients(self.comm, self.params, extra=[loss_value])[0]) / self.comm.size
-        if not math.isfinite(loss_value):
+        riders = [loss_value, objective_value] + ([] if class_ce is None else [class_ce])
+        means = average_gradients(self.comm, self.params, extra=riders) / self.comm.size
+        loss_value, objective_value = float(means[0]), float(means[1])
+        if class_ce is not None:
+            self._step_extra = {"class_ce": float(means[2])}
+        if not (math.isfinite(loss_value) and math.isfinite(objective_value)):
             return loss_value, math.nan, "non-finite loss"
         if self.config.max_grad_norm is None:
             norm = grad_norm(self.params)
@@ -280,10 +311,11 @@ class Trainer:
         k = self.step + 1
         lr = warmup_lr(k, self.config.lr, self.config.warmup_steps)
         x = self.batch(self.step)
+        y = None if self.labels is None else self.labels[self.batch_indices(self.step)]
         self.optimizer.zero_grad()
         # NaN/inf are expected here now and then and handled below: keep NumPy from also warning about them.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            loss, norm, reason = self._loss_and_grads(x)
+            loss, norm, reason = self._loss_and_grads(x, y)
             with stop.critical():
                 if reason is None:
                     self.optimizer.lr = lr
@@ -298,7 +330,8 @@ class Trainer:
         self.last_loss = loss
         self.last_bpd = bits_per_dim(-loss, self.sample_shape, self.n_bins)
         record = {"step": k, "loss": loss, "bpd": self.last_bpd, "grad_norm": norm, "lr": lr,
-                  "seconds": seconds, "skipped": reason is not None}
+                  "seconds": seconds, "skipped": reason is not None, **self._step_extra}
+        self._step_extra = {}
         if reason is None:
             self.consecutive_skips = 0
         else:
