@@ -17,11 +17,23 @@ from nflow.train import TrainConfig, Trainer
 
 PER_RANK_BATCH = 4
 STEPS = 20
+CLASSES = 3   # of the class-conditional run: labels ride with their examples into each rank's slice
+CLASS_WEIGHT = 1.0
 
 
-def make_model(seed):
+def make_model(seed, num_classes=None):
     nflow.seed(seed)
-    return Glow((1, 8, 8), levels=2, steps=2, hidden=8, dtype=np.float64)
+    return Glow((1, 8, 8), levels=2, steps=2, hidden=8, dtype=np.float64, num_classes=num_classes,
+                class_weight=CLASS_WEIGHT if num_classes else 0.0)
+
+
+def make_labels():
+    return np.random.default_rng(1).integers(0, CLASSES, size=len(make_data()))
+
+
+def trained_runs():
+    """name -> (reversible, classes) of the 20-step runs compared with one process."""
+    return {"stored": (False, None), "reversible": (True, None), "conditional": (False, CLASSES)}
 
 
 def make_data():
@@ -48,7 +60,7 @@ def actnorm_state(model):
 
 def gradients_and_training(comm, out):
     """(1) and (3): the averaged gradient and ActNorm's initialisation of one step on this rank's slice;
-    (2) and (4): 20 training steps (stored activations, then reversible), starting from models built with
+    (2) and (4): 20 training steps (stored activations, reversible, and a class-conditional Glow with its labels), starting from models built with
     a different seed on each rank (the trainer's broadcast makes them equal)."""
     model = make_model(seed=11)
     x = global_batch(comm.size * PER_RANK_BATCH)[comm.rank * PER_RANK_BATCH:(comm.rank + 1) * PER_RANK_BATCH]
@@ -59,10 +71,11 @@ def gradients_and_training(comm, out):
     np.savez(os.path.join(out, f"grad_rank{comm.rank}.npz"), loss=mean_loss,
              **{f"grad{i}": p.grad for i, p in enumerate(model.parameters())},
              **actnorm_state(model))
-    for name, reversible in (("stored", False), ("reversible", True)):
-        model = make_model(seed=100 + comm.rank)
+    for name, (reversible, classes) in trained_runs().items():
+        model = make_model(seed=100 + comm.rank, num_classes=classes)
         trainer = Trainer(model, make_data(), config(reversible=reversible), os.path.join(out, f"run_{name}"),
-                          dtype=np.float64, comm=comm, replica_check_every=5)
+                          dtype=np.float64, comm=comm, replica_check_every=5,
+                          labels=make_labels() if classes else None)
         result = trainer.fit()
         np.savez(os.path.join(out, f"final_{name}_rank{comm.rank}.npz"), step=result.step, loss=result.loss,
                  **{f"p{i}": p.data for i, p in enumerate(model.parameters())})

@@ -31,7 +31,8 @@ from nflow.checkpoint import load_checkpoint
 from nflow.reversible import nll_and_backward
 from nflow.train import ResumeError, Trainer
 
-from distributed_worker import PER_RANK_BATCH, STEPS, actnorm_state, config, global_batch, make_data, make_model
+from distributed_worker import (PER_RANK_BATCH, STEPS, actnorm_state, config, global_batch, make_data, make_labels,
+                                make_model, trained_runs)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")
@@ -75,11 +76,12 @@ def run(scenario, out):
     return proc.returncode, stdout, stderr
 
 
-def reference_trainer(run_dir, steps=STEPS, reversible=False):
-    """One process, the global batch RANKS × B, the model rank 0 builds."""
+def reference_trainer(run_dir, steps=STEPS, reversible=False, classes=None):
+    """One process, the global batch RANKS × B, the model rank 0 builds (with the labels, if ``classes``)."""
     cfg = config(steps=steps, reversible=reversible)
     cfg.batch_size = RANKS * PER_RANK_BATCH
-    return Trainer(make_model(seed=100), make_data(), cfg, run_dir, dtype=np.float64)
+    return Trainer(make_model(seed=100, num_classes=classes), make_data(), cfg, run_dir, dtype=np.float64,
+                   labels=make_labels() if classes else None)
 
 
 def params_of(npz, n):
@@ -131,9 +133,10 @@ def test_actnorm_initialises_from_the_global_batch(trained):
             np.testing.assert_allclose(got[name], value, rtol=1e-12, atol=1e-14, err_msg=f"rank {rank}: {name}")
 
 
-@pytest.mark.parametrize("name", ["stored", "reversible"])
+@pytest.mark.parametrize("name", sorted(trained_runs()))
 def test_20_steps_on_2_ranks_equal_20_steps_of_one_process(trained, tmp_path, name):
-    reference = reference_trainer(tmp_path, reversible=name == "reversible")
+    reversible, classes = trained_runs()[name]
+    reference = reference_trainer(tmp_path, reversible=reversible, classes=classes)
     result = reference.fit()
     want = [p.data for p in reference.params]
     ranks = [np.load(trained / f"final_{name}_rank{r}.npz") for r in range(RANKS)]
