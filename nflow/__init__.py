@@ -1,4 +1,4 @@
-"""nflow: normalizing flows (NICE, RealNVP, Glow) from scratch on a minimal reverse-mode tensor core.
+"""nflow: normalizing flows (NICE, RealNVP, Glow, MAF, IAF) from scratch on a minimal reverse-mode tensor core.
 
     import nflow
     import nflow.functional as F

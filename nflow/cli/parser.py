@@ -51,7 +51,7 @@ non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite numbe
 
 def make_parser():
     parser = argparse.ArgumentParser(prog="nflow", description="Train, evaluate and sample normalizing flows "
-                                     "(NICE, RealNVP, Glow). `nflow train` alone trains a flow on a 2-D toy "
+                                     "(NICE, RealNVP, Glow, MAF, IAF). `nflow train` alone trains a flow on a 2-D toy "
                                      "density in about a minute.")
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show Python's traceback instead of the one-line message")
