@@ -306,3 +306,14 @@ def test_bits_per_dim_is_the_stated_transform_of_log_prob(name):
     if hasattr(nflow, "bits_per_dim"):  # the function API.md names, where this checkout exports it
         np.testing.assert_allclose(nflow.bits_per_dim(log_p, model.input_shape, n_bins=256),
                                    -log_p / (d * math.log(2)) + 8.0, rtol=1e-12)
+
+
+def test_maf_hidden_widths_as_a_tuple_build_the_same_made_as_width_and_depth():
+    """``MAF(dim, hidden=(64, 64))`` (issue 13's form) and ``hidden=64, depth=2`` (the CLI's) are one network;
+    widths may differ per layer."""
+    as_tuple, as_depth = MAF(3, hidden=(16, 16)), MAF(3, hidden=16, depth=2)
+    shapes = {k: v.shape for k, v in as_tuple.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in as_depth.state_dict().items()}
+    uneven = {k: v.shape for k, v in MAF(3, hidden=(16, 8)).state_dict().items() if k.endswith("weight")}
+    assert sorted(uneven.values()) != sorted(s for k, s in shapes.items() if k.endswith("weight"))
+    assert as_tuple.config["hidden"] == [16, 16] == as_depth.config["hidden"]

@@ -39,13 +39,33 @@ def layer_order(order, index, order_seed):
     return "natural", None
 
 
+DEFAULT_DEPTH = 2   # hidden layers per MADE when ``hidden`` is one width
+
+
+def hidden_widths(name, hidden, depth):
+    """The MADE's hidden widths: ``hidden`` as a sequence of widths (``hidden=(64, 64)``, ``depth`` then None or
+    its length), or one width repeated ``depth`` times (``hidden=64, depth=2``, the CLI's --hidden/--depth)."""
+    if isinstance(hidden, (list, tuple)):
+        widths = tuple(hidden)
+        if not widths:
+            raise ValueError(f"{name}: hidden must hold at least one width, got {hidden!r}")
+        if depth is not None and depth != len(widths):
+            raise ValueError(f"{name}: hidden={hidden!r} gives {len(widths)} hidden layers, but depth={depth!r}; "
+                             "give one of them")
+    else:
+        widths = (hidden,) * require_count(name, "depth", DEFAULT_DEPTH if depth is None else depth)
+    for width in widths:
+        require_count(name, "every hidden width", width)
+    return tuple(int(w) for w in widths)
+
+
 class _AutoregressiveModel(FlowModel):
-    """A stack of ``layers`` autoregressive layers of class ``layer_class``, each with a MADE of ``depth`` hidden
-    layers of ``hidden`` units."""
+    """A stack of ``layers`` autoregressive layers of class ``layer_class``, each with a MADE whose hidden layers
+    have the widths ``hidden`` (a sequence, such as (64, 64)), or ``depth`` layers of ``hidden`` units."""
 
     layer_class = None
 
-    def __init__(self, input_shape=(2,), layers=5, hidden=64, depth=2, order="reverse", order_seed=0,
+    def __init__(self, input_shape=(2,), layers=5, hidden=64, depth=None, order="reverse", order_seed=0,
                  batch_norm=False, logit_alpha=MAF_LOGIT_ALPHA, dtype=np.float32):
         name = self.name
         if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
@@ -54,8 +74,8 @@ class _AutoregressiveModel(FlowModel):
         if len(input_shape) not in (1, 3):
             raise ValueError(f"{name}: input_shape must be (D,) or (C, H, W), got {input_shape}")
         require_count(name, "every axis of input_shape", min(input_shape))
-        for label, value in (("layers", layers), ("hidden", hidden), ("depth", depth)):
-            require_count(name, label, value)
+        require_count(name, "layers", layers)
+        widths = hidden_widths(name, hidden, depth)
         require_count(name, "order_seed", order_seed, minimum=0)
         if order not in LAYER_ORDERS:
             raise ValueError(f"{name}: order must be one of {LAYER_ORDERS}, got {order!r}")
@@ -63,7 +83,7 @@ class _AutoregressiveModel(FlowModel):
         flows = []
         for index in range(layers):
             made_order, seed = layer_order(order, index, order_seed)
-            flows.append(self.layer_class(features, (hidden,) * depth, order=made_order, seed=seed, dtype=dtype))
+            flows.append(self.layer_class(features, widths, order=made_order, seed=seed, dtype=dtype))
             if batch_norm:
                 flows.append(BatchNormFlow(features, dtype=dtype))
         if len(input_shape) == 1:
@@ -71,8 +91,8 @@ class _AutoregressiveModel(FlowModel):
         else:
             preprocess, input_range = FlowSequence([Logit(logit_alpha), Flatten(input_shape)]), (0.0, 1.0)
         super().__init__(input_shape, preprocess, [FlowSequence(flows)], input_range=input_range, dtype=dtype)
-        self.config = dict(model=name.lower(), input_shape=list(input_shape), layers=layers, hidden=hidden,
-                           depth=depth, order=order, order_seed=order_seed, batch_norm=batch_norm,
+        self.config = dict(model=name.lower(), input_shape=list(input_shape), layers=layers, hidden=list(widths),
+                           order=order, order_seed=order_seed, batch_norm=batch_norm,
                            logit_alpha=logit_alpha)
 
 
