@@ -62,6 +62,16 @@ def test_train_eval_sample_on_small_grey_images(tmp_path, capsys, model):
     assert (tmp_path / "s.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
+@pytest.mark.parametrize("model", ["maf", "iaf"])
+def test_iaf_on_images_says_its_density_direction_is_slow(tmp_path, capsys, model):
+    images = np.random.default_rng(0).integers(0, 256, (16, 9, 9), dtype=np.uint8)   # 81 dimensions
+    np.savez(tmp_path / "small.npz", images=images)
+    assert run("train", "--model", model, "--data", f"npz:{tmp_path / 'small.npz'}", "--layers", 1, "--hidden", 4,
+               "--steps", 1, "--batch-size", 4, "--out", tmp_path / model, *QUIET) == 0
+    said = "IAF computes log p(x) in 81 sequential passes per layer" in capsys.readouterr().err
+    assert said == (model == "iaf")
+
+
 def test_layers_is_an_maf_flag_only(tmp_path, capsys):
     assert run("train", "--model", "realnvp", "--layers", 3, "--steps", 1, "--out", tmp_path / "r", *QUIET) == 2
     assert "--layers does not apply to realnvp" in capsys.readouterr().err

@@ -38,6 +38,8 @@ SAMPLE_COLUMNS = 8   # of `nflow sample`'s grid (a class-conditional run without
 # Test examples evaluated every --eval-every steps during training: the first this many of the test split (the
 # standard error of the mean NLL is then about σ/32; `nflow eval` measures the whole split afterwards).
 EVAL_EXAMPLES_DURING_TRAINING = 1000
+# Above this many dimensions `nflow train --model iaf` says that its density direction (D passes per layer) is slow.
+IAF_SLOW_DIMENSIONS = 64
 INSPECT_PICTURES = 8   # test images in the level-pictures sheet of `nflow inspect -o`
 INK_QUANTILE = {"top": 0.75, "bottom": 0.25}   # `manipulate --with ink:top`: the quarter of images with most ink
 # Flags of `nflow train` -> the setting they give: of the TrainConfig, and of the model's architecture.
@@ -280,6 +282,11 @@ def train(args):
         print(f"nflow: training {run['model']} on {run['data']} ({len(data)} examples) for {config.steps} steps "
               f"on the {nflow.get_backend()} backend{ranks}; {model.n_parameters():,} parameters; run directory "
               f"{out}", file=sys.stderr)
+        dims = int(np.prod(data.shape[1:]))
+        if run["model"] == "iaf" and dims > IAF_SLOW_DIMENSIONS:
+            print(f"nflow: note: IAF computes log p(x) in {dims} sequential passes per layer (its fast direction is "
+                  "sampling); expect slow training steps on this data — MAF is the density-estimation direction",
+                  file=sys.stderr)
     on_evaluate = None
     if config.eval_every:
         test, test_labels = load_labelled_data(run, EVAL_SPLIT, args.data_dir, EVAL_EXAMPLES_DURING_TRAINING)
