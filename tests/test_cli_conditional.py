@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from nflow.checkpoint import load_checkpoint
+from nflow.checkpoint import load_checkpoint, save_checkpoint
 from nflow.cli import main
 
 USAGE = 2
@@ -187,3 +187,20 @@ def test_label_prior_position_trains_evals_samples_and_resumes(conditional_run, 
     capsys.readouterr()
     assert run("train", "--resume", out, "--steps", 8, "--label-prior", "channel", "--no-progress") == USAGE
     assert "--label-prior channel (the checkpoint has position)" in capsys.readouterr().err
+
+
+def test_a_run_from_before_label_prior_resumes_as_the_channel_form(conditional_run, tmp_path, capsys):
+    """A checkpoint whose model_args lack label_prior (written before the flag existed) has the channel form:
+    --label-prior channel agrees with it, position is refused."""
+    out, data_dir, _ = conditional_run
+    ck = load_checkpoint(out / "checkpoint.npz")
+    del ck.config["run"]["model_args"]["label_prior"]
+    (tmp_path / "old").mkdir()
+    old = tmp_path / "old" / "checkpoint.npz"
+    save_checkpoint(old, ck.model_state, ck.optimizer_state, ck.step, ck.rng_state, ck.config, ck.extra)
+    capsys.readouterr()
+    assert run("train", "--resume", old, "--label-prior", "position", "--no-progress") == USAGE
+    assert "--label-prior position (the checkpoint has channel)" in capsys.readouterr().err
+    assert run("train", "--resume", old, "--steps", ck.step + 1, "--label-prior", "channel", "--no-progress",
+               "--data-dir", data_dir) == 0
+    assert load_checkpoint(old).step == ck.step + 1
