@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from nflow.checkpoint import load_checkpoint
+from nflow.checkpoint import load_checkpoint, save_checkpoint
 from nflow.cli import main
 
 USAGE = 2
@@ -115,6 +115,10 @@ def test_refusals(conditional_run, tmp_path, capsys):
         (["train", *data, "--model", "realnvp", "--scales", 2, "--hidden", 4, *STEPS, "--num-classes", 3,
           "--out", tmp_path / "b"], "realnvp takes no labels"),
         (["train", *data, *TINY, *STEPS, "--class-weight", 1, "--out", tmp_path / "c"], "give --num-classes K too"),
+        (["train", *data, *TINY, *STEPS, "--label-prior", "position", "--out", tmp_path / "c2"],
+         "--label-prior applies to a class-conditional Glow, trained on the labels: give --num-classes K too"),
+        (["train", *data, *TINY, *STEPS, "--num-classes", 3, "--label-prior", "pixel", "--out", tmp_path / "c3"],
+         "invalid choice: 'pixel'"),
         (["train", *data, *TINY, *STEPS, "--num-classes", 3, "--reversible", "--out", tmp_path / "d"],
          "--reversible does not take --num-classes"),
         (["train", *data, *TINY, *STEPS, "--num-classes", 1, "--out", tmp_path / "e"], "an integer ≥ 2"),
@@ -143,6 +147,9 @@ def test_refusals(conditional_run, tmp_path, capsys):
     capsys.readouterr()
     assert run("train", "--resume", out / "checkpoint.npz", "--num-classes", 4, "--out", tmp_path / "g") == USAGE
     assert "--num-classes 4 (the checkpoint has 3)" in capsys.readouterr().err
+    assert run("train", "--resume", out / "checkpoint.npz", "--label-prior", "position", "--out", tmp_path / "h") \
+        == USAGE
+    assert "--label-prior position (the checkpoint has channel)" in capsys.readouterr().err
 
 
 def test_a_resumed_conditional_run_continues_exactly(tmp_path):
@@ -156,3 +163,44 @@ def test_a_resumed_conditional_run_continues_exactly(tmp_path):
     resumed = load_checkpoint(tmp_path / "half" / "checkpoint.npz").model_state
     for name, value in full.items():
         np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
+def test_label_prior_position_trains_evals_samples_and_resumes(conditional_run, tmp_path, capsys):
+    """--label-prior position: the label map gives (m_y, s_y) per channel and position of the (8, 2, 2) top
+    latent, 2·8·2·2 = 64 rows per class (the channel form has 16); eval and sample take the run as it is."""
+    _, data_dir, _ = conditional_run
+    data = ["--data", "idx", "--data-dir", data_dir]
+    out = tmp_path / "position"
+    assert run("train", *data, *TINY, *STEPS, "--num-classes", K, "--label-prior", "position", "--out", out) == 0
+    ck = load_checkpoint(out / "checkpoint.npz")
+    assert ck.config["run"]["model_args"]["label_prior"] == "position"
+    weight = ck.model_state["label_prior.embed.weight"]
+    assert weight.shape == (64, K) and np.abs(weight).max() > 0   # trained: the label map moved from zero
+    capsys.readouterr()
+    assert run("eval", out, "--data-dir", data_dir, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["conditional"] is True and np.isfinite(result["bits_per_dim"]) and 0 <= result["accuracy"] <= 1
+    assert run("sample", out, "--label", 1, "-n", 2, "-o", tmp_path / "one.png") == 0
+    assert run("train", "--resume", out, "--steps", 6, "--label-prior", "position", "--no-progress",
+               "--data-dir", data_dir) == 0
+    assert load_checkpoint(out / "checkpoint.npz").step == 6
+    capsys.readouterr()
+    assert run("train", "--resume", out, "--steps", 8, "--label-prior", "channel", "--no-progress") == USAGE
+    assert "--label-prior channel (the checkpoint has position)" in capsys.readouterr().err
+
+
+def test_a_run_from_before_label_prior_resumes_as_the_channel_form(conditional_run, tmp_path, capsys):
+    """A checkpoint whose model_args lack label_prior (written before the flag existed) has the channel form:
+    --label-prior channel agrees with it, position is refused."""
+    out, data_dir, _ = conditional_run
+    ck = load_checkpoint(out / "checkpoint.npz")
+    del ck.config["run"]["model_args"]["label_prior"]
+    (tmp_path / "old").mkdir()
+    old = tmp_path / "old" / "checkpoint.npz"
+    save_checkpoint(old, ck.model_state, ck.optimizer_state, ck.step, ck.rng_state, ck.config, ck.extra)
+    capsys.readouterr()
+    assert run("train", "--resume", old, "--label-prior", "position", "--no-progress") == USAGE
+    assert "--label-prior position (the checkpoint has channel)" in capsys.readouterr().err
+    assert run("train", "--resume", old, "--steps", ck.step + 1, "--label-prior", "channel", "--no-progress",
+               "--data-dir", data_dir) == 0
+    assert load_checkpoint(old).step == ck.step + 1

@@ -1,7 +1,8 @@
 """Class-conditional Glow (``Glow(..., num_classes=K)``, issue 13): log p(x | y) against the unconditional
 model plus the difference of the two top-prior Gaussians computed here in NumPy; gradients of the label map and
 the classification head against central differences; ``predict`` against Bayes' rule over K direct
-``log_prob(x, y=k)`` calls; conditional sampling; state dicts; bad labels refused."""
+``log_prob(x, y=k)`` calls; conditional sampling; state dicts; bad labels refused. Each for both forms of the
+label prior, (m_y, s_y) per channel (``label_prior="channel"``) and per channel and position (``"position"``)."""
 import importlib
 import math
 from unittest import mock
@@ -18,12 +19,28 @@ from nflow.tensor import no_grad
 gradcheck_module = importlib.import_module("nflow.gradcheck")
 SHAPE = (1, 8, 8)
 K = 3
+FORMS = ("channel", "position")
 
 
-def conditional(seed=0, dtype=np.float64, class_weight=0.0, levels=2):
+def conditional(seed=0, dtype=np.float64, class_weight=0.0, levels=2, label_prior="channel"):
     nflow.seed(seed)
-    model = Glow(SHAPE, levels=levels, steps=1, hidden=4, num_classes=K, class_weight=class_weight, dtype=dtype)
+    model = Glow(SHAPE, levels=levels, steps=1, hidden=4, num_classes=K, class_weight=class_weight,
+                 label_prior=label_prior, dtype=dtype)
     return perturb(model, np.random.default_rng(seed)).eval()
+
+
+def class_mean_and_log_std(model, label_prior, top_shape, y):
+    """(m_y, s_y) for the labels y, read off the label map's weight (2P, K) as it is laid out: rows 0..P-1 the
+    mean, P..2P-1 the log-std, with P = C (channel form; broadcast over H, W here) or P = C·H·W (position form,
+    channel-major, then row, then column)."""
+    c, h, w = top_shape
+    shape = (c, 1, 1) if label_prior == "channel" else (c, h, w)
+    weight = to_numpy(model.label_prior.embed.weight.data)
+    p = shape[0] * shape[1] * shape[2]
+    assert weight.shape == (2 * p, K)
+    mean = weight[:p].T[y].reshape((len(y),) + shape)
+    log_std = weight[p:].T[y].reshape((len(y),) + shape)
+    return np.broadcast_to(mean, (len(y), c, h, w)), np.broadcast_to(log_std, (len(y), c, h, w))
 
 
 def draw(rng, n, dtype=np.float64):
@@ -36,28 +53,30 @@ def gaussian_logpdf(z, mean, log_std):
     return (-0.5 * u ** 2 - log_std - 0.5 * math.log(2 * math.pi)).reshape(len(z), -1).sum(axis=1)
 
 
-def test_log_prob_given_y_is_the_unconditional_one_plus_the_change_of_top_prior():
+@pytest.mark.parametrize("label_prior", FORMS)
+def test_log_prob_given_y_is_the_unconditional_one_plus_the_change_of_top_prior(label_prior):
     rng = np.random.default_rng(0)
-    model = conditional()
+    model = conditional(label_prior=label_prior)
     plain = Glow(SHAPE, levels=2, steps=1, hidden=4, dtype=np.float64).eval()
     state = model.state_dict()
     plain.load_state_dict({k: v for k, v in state.items() if not k.startswith(("label_prior.", "class_head."))})
     x, y = draw(rng, 5), np.array([0, 1, 2, 2, 0])
     eps = plain.encode(x)[-1]
-    c = eps.shape[1]
-    w = to_numpy(model.label_prior.embed.weight.data)          # (2C, K): rows 0..C-1 the mean, C..2C-1 the log-std
-    mean, log_std = w[:c].T[y][:, :, None, None], w[c:].T[y][:, :, None, None]
-    assert np.abs(w).min() > 0   # perturbed: every class has its own prior
+    mean, log_std = class_mean_and_log_std(model, label_prior, eps.shape[1:], y)
+    assert np.abs(to_numpy(model.label_prior.embed.weight.data)).min() > 0   # perturbed: each class its own prior
+    if label_prior == "position":   # a template: the class mean and log-std differ from position to position
+        assert np.ptp(mean, axis=(2, 3)).min() > 0 and np.ptp(log_std, axis=(2, 3)).min() > 0
     expected = (to_numpy(plain.log_prob(x).data) + gaussian_logpdf(eps, mean, log_std)
                 - gaussian_logpdf(eps, 0.0, 0.0))
     np.testing.assert_allclose(to_numpy(model.log_prob(x, y).data), expected, rtol=1e-12, atol=1e-10)
 
 
-def test_a_fresh_conditional_glow_is_the_unconditional_one():
+@pytest.mark.parametrize("label_prior", FORMS)
+def test_a_fresh_conditional_glow_is_the_unconditional_one(label_prior):
     """The label map starts at zero: p(x | y) = p(x) for every y, and the same parameters draw the same samples."""
     rng = np.random.default_rng(1)
     nflow.seed(3)
-    cond = Glow(SHAPE, levels=2, steps=1, hidden=4, num_classes=K, dtype=np.float64).eval()
+    cond = Glow(SHAPE, levels=2, steps=1, hidden=4, num_classes=K, label_prior=label_prior, dtype=np.float64).eval()
     nflow.seed(3)
     plain = Glow(SHAPE, levels=2, steps=1, hidden=4, dtype=np.float64).eval()
     x = draw(rng, 4)
@@ -67,10 +86,10 @@ def test_a_fresh_conditional_glow_is_the_unconditional_one():
     np.testing.assert_allclose(cond.sample(4, seed=2, y=1), plain.sample(4, seed=2), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("class_weight", [0.0, 0.7])
-def test_gradients_of_the_label_map_and_the_head_match_central_differences(class_weight):
+@pytest.mark.parametrize("class_weight, label_prior", [(0.0, "channel"), (0.7, "channel"), (0.7, "position")])
+def test_gradients_of_the_label_map_and_the_head_match_central_differences(class_weight, label_prior):
     rng = np.random.default_rng(2)
-    model = conditional(class_weight=class_weight)
+    model = conditional(class_weight=class_weight, label_prior=label_prior)
     x, y = nflow.tensor(draw(rng, 3), requires_grad=True), np.array([2, 0, 1])
     params = [model.label_prior.embed.weight] + (list(model.class_head.parameters()) if class_weight else [])
     with mock.patch.object(gradcheck_module, "MAX_ELEMENTWISE", 32):
@@ -94,10 +113,10 @@ def test_training_loss_is_the_nll_plus_the_weighted_cross_entropy():
     assert float(to_numpy(objective.data)) == pytest.approx(nll + 0.7 * ce, rel=1e-12)
 
 
-@pytest.mark.parametrize("levels", [1, 2])
-def test_predict_is_bayes_rule_over_the_class_likelihoods(levels):
+@pytest.mark.parametrize("levels, label_prior", [(1, "channel"), (2, "channel"), (1, "position"), (2, "position")])
+def test_predict_is_bayes_rule_over_the_class_likelihoods(levels, label_prior):
     rng = np.random.default_rng(4)
-    model = conditional(levels=levels)
+    model = conditional(levels=levels, label_prior=label_prior)
     x = draw(rng, 6)
     direct = np.stack([to_numpy(model.log_prob(x, np.full(6, k)).data) for k in range(K)], axis=1)
     posterior = model.predict(x)
@@ -113,16 +132,17 @@ def test_predict_is_bayes_rule_over_the_class_likelihoods(levels):
         model.predict(x, class_prior=[0.5, 0.5])
 
 
-def test_sampling_given_a_class_draws_from_that_class_prior():
+@pytest.mark.parametrize("label_prior", FORMS)
+def test_sampling_given_a_class_draws_from_that_class_prior(label_prior):
     """At temperature 0 the top latent of a sample is the class mean m_y (the other latents at their means): encoding
-    the sample gives m_y back, broadcast over space; samples for several labels at once match one label at a time."""
-    model = conditional(seed=5)
-    c = model.label_prior.channels
-    w = to_numpy(model.label_prior.embed.weight.data)
+    the sample gives m_y back (broadcast over space in the channel form); samples for several labels at once match
+    one label at a time."""
+    model = conditional(seed=5, label_prior=label_prior)
     for label in range(K):
         with no_grad():   # the walk itself: a perturbed model's mode may lie a little outside [0, 1]
             eps = to_numpy(model.forward_latents(nflow.tensor(model.sample(2, temperature=0.0, y=label)))[0][-1].data)
-        np.testing.assert_allclose(eps, np.broadcast_to(w[:c, label][None, :, None, None], eps.shape), atol=1e-9)
+        mean, _ = class_mean_and_log_std(model, label_prior, eps.shape[1:], np.full(2, label))
+        np.testing.assert_allclose(eps, mean, atol=1e-9)
     mixed = model.sample(3, seed=7, y=np.array([2, 0, 1]))
     one = model.sample(3, seed=7, y=0)
     np.testing.assert_array_equal(mixed[1], one[1])
@@ -130,10 +150,11 @@ def test_sampling_given_a_class_draws_from_that_class_prior():
     np.testing.assert_array_equal(model.sample(4, seed=7), model.sample(4, seed=7, y=np.array([0, 1, 2, 0])))
 
 
-def test_state_dict_round_trip_and_the_unconditional_state_dict_unchanged():
+@pytest.mark.parametrize("label_prior", FORMS)
+def test_state_dict_round_trip_and_the_unconditional_state_dict_unchanged(label_prior):
     rng = np.random.default_rng(6)
-    source = conditional(seed=6, dtype=np.float32, class_weight=0.5)
-    target = Glow(SHAPE, levels=2, steps=1, hidden=4, num_classes=K, class_weight=0.5).eval()
+    source = conditional(seed=6, dtype=np.float32, class_weight=0.5, label_prior=label_prior)
+    target = Glow(SHAPE, levels=2, steps=1, hidden=4, num_classes=K, class_weight=0.5, label_prior=label_prior).eval()
     target.load_state_dict(source.state_dict())
     x, y = draw(rng, 3, np.float32), np.array([1, 1, 2])
     np.testing.assert_array_equal(to_numpy(target.log_prob(x, y).data), to_numpy(source.log_prob(x, y).data))
@@ -143,6 +164,14 @@ def test_state_dict_round_trip_and_the_unconditional_state_dict_unchanged():
         "label_prior.embed.weight", "class_head.linear.weight", "class_head.linear.bias"}
     assert not any(k.startswith(("label_prior", "class_head")) for k in plain.state_dict())
     assert "num_classes" not in plain.config and source.config["num_classes"] == K
+    assert "label_prior" not in plain.config and source.config["label_prior"] == label_prior
+    # the channel form's label map is (2C, K) = (16, 3) as before; the position form's (2·C·H·W, K) = (64, 3)
+    assert source.state_dict()["label_prior.embed.weight"].shape == {"channel": (16, K), "position": (64, K)}[
+        label_prior]
+    other = Glow(SHAPE, levels=2, steps=1, hidden=4, num_classes=K, class_weight=0.5,
+                 label_prior=[f for f in FORMS if f != label_prior][0])
+    with pytest.raises(ValueError, match="label_prior.embed.weight is float32"):
+        other.load_state_dict(source.state_dict())
 
 
 @pytest.mark.parametrize("labels, error, message", [
@@ -179,6 +208,11 @@ def test_an_unconditional_glow_refuses_labels_and_bad_arguments_are_refused():
         Glow(SHAPE, levels=1, steps=1, hidden=4, class_weight=1.0)
     with pytest.raises(ValueError, match="class_weight must be a finite number ≥ 0"):
         Glow(SHAPE, levels=1, steps=1, hidden=4, num_classes=2, class_weight=-1.0)
+    with pytest.raises(ValueError, match=r"label_prior='position' chooses the form .* pass num_classes too"):
+        Glow(SHAPE, levels=1, steps=1, hidden=4, label_prior="position")
+    with pytest.raises(ValueError, match=r"label_prior must be one of \('channel', 'position'\), got 'pixel'"):
+        Glow(SHAPE, levels=1, steps=1, hidden=4, num_classes=2, label_prior="pixel")
+    assert Glow(SHAPE, levels=1, steps=1, hidden=4, num_classes=2).config["label_prior"] == "channel"
     model = conditional()
     with pytest.raises(ValueError, match=r"labels must lie in 0..2"):
         model.sample(2, y=5)

@@ -49,7 +49,7 @@ TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup
 ARCH_FLAGS = {"levels": "levels", "flow_steps": "steps", "hidden": "hidden", "couplings": "couplings",
               "depth": "depth", "scales": "scales", "coupling": "coupling", "layers": "layers"}
 # Flags of `nflow train` that make a Glow class-conditional -> the model argument they set.
-LABEL_FLAGS = {"num_classes": "num_classes", "class_weight": "class_weight"}
+LABEL_FLAGS = {"num_classes": "num_classes", "class_weight": "class_weight", "label_prior": "label_prior"}
 # Flags of `nflow train` -> the entry of the run configuration they set.
 RUN_FLAGS = {"model": "model", "data": "data", "seed": "seed", "limit": "limit", "image_size": "image_size",
              "grey": "grey"}
@@ -170,13 +170,16 @@ def _new_run(args):
     labelled = _given(args, LABEL_FLAGS)
     if labelled:
         if model_name != "glow":
-            fail(f"--num-classes / --class-weight make a Glow class-conditional; {model_name} takes no labels")
+            fail(f"--num-classes / --class-weight / --label-prior make a Glow class-conditional; {model_name} takes "
+                 "no labels")
         if "num_classes" not in labelled:
-            fail("--class-weight weighs a classification loss on the labels: give --num-classes K too")
+            given = "--class-weight" if "class_weight" in labelled else "--label-prior"
+            fail(f"{given} applies to a class-conditional Glow, trained on the labels: give --num-classes K too")
         if args.reversible:
             fail("--reversible does not take --num-classes (memory-free backprop has no class-conditional prior); "
                  "train a class-conditional Glow with stored activations")
-        model_args.update(num_classes=labelled["num_classes"], class_weight=labelled.get("class_weight", 0.0))
+        model_args.update(num_classes=labelled["num_classes"], class_weight=labelled.get("class_weight", 0.0),
+                          label_prior=labelled.get("label_prior", "channel"))
     seed = DEFAULT_SEED if args.seed is None else args.seed
     return dict(model=model_name, model_args=model_args, data=data, seed=seed, limit=args.limit, dtype="float32",
                 image_size=args.image_size, grey=args.grey)
@@ -200,6 +203,8 @@ def _refuse_conflicts(args, checkpoint):
               **{f: run["model_args"].get(k) for f, k in ARCH_FLAGS.items()},
               **{f: run["model_args"].get(k) for f, k in LABEL_FLAGS.items()},
               **{f: settings.get(k) for f, k in TRAIN_FLAGS.items() if f != "steps"}}
+    if run["model_args"].get("num_classes") is not None:   # runs from before --label-prior had the channel form
+        stored["label_prior"] = run["model_args"].get("label_prior", "channel")
     conflicts = [f"--{flag.replace('_', '-')} {getattr(args, flag)} (the checkpoint has {value})"
                  for flag, value in stored.items() if getattr(args, flag) is not None and getattr(args, flag) != value]
     if args.no_lu and run["model_args"].get("lu", True):

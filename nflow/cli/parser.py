@@ -114,6 +114,10 @@ def make_parser():
     arch.add_argument("--class-weight", type=non_negative_float, default=None, metavar="W",
                       help="Glow with --num-classes: add W × the cross-entropy of a classification head on the top "
                            "latent (nats per example) to the NLL (default 0: no head)")
+    arch.add_argument("--label-prior", choices=("channel", "position"), default=None,
+                      help="Glow with --num-classes: the class prior's mean and log-std per channel of the top "
+                           "latent (channel, openai/glow's; the default) or per channel and position (position: "
+                           "a class template in latent space)")
 
     ev = sub.add_parser("eval", help="test NLL and bits/dim of a checkpoint, with standard errors")
     ev.add_argument("checkpoint", help="a checkpoint file or a run directory")

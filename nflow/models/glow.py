@@ -7,7 +7,9 @@ the last ends with a learned top prior (both written as standardising flows, :mo
 
 Class-conditional (``num_classes=K``, as the code release's ``ycond``): the top latent's prior depends on the label,
 p(ε | y) = N(ε; m_y, exp(s_y)²) with (m_y, s_y) a zero-initialised linear map of onehot(y), per channel, broadcast
-over space (:mod:`nflow.models.labels`, which says how this differs from openai/glow's placement). Then
+over space (``label_prior="channel"``, openai/glow's), or per channel and position (``label_prior="position"``: a
+class template in latent space) (:mod:`nflow.models.labels`, which says how this differs from openai/glow's
+placement). Then
 ``log_prob(x, y)`` = log p(x | y), ``sample(n, y=...)`` draws given classes, and ``predict(x)`` gives p(y | x) by
 Bayes' rule from the K conditional likelihoods. The flow itself takes no label: ``encode``/``decode`` are those of
 the unconditional model. ``class_weight > 0`` adds openai/glow's classification head on the top latent, and
@@ -34,6 +36,7 @@ from nflow.models.labels import ClassHead, LabelPrior, check_labels, posterior
 from nflow.tensor import Tensor, no_grad
 
 COUPLINGS = ("affine", "additive")
+LABEL_PRIORS = ("channel", "position")   # (m_y, s_y) per channel, or per channel and position
 
 
 def step_of_flow(channels, hidden, lu, coupling, dtype):
@@ -50,7 +53,7 @@ class Glow(FlowModel):
     name = "Glow"
 
     def __init__(self, input_shape=(1, 28, 28), levels=2, steps=8, hidden=256, lu=True, coupling="affine",
-                 num_classes=None, class_weight=0.0, dtype=np.float32):
+                 num_classes=None, class_weight=0.0, label_prior=None, dtype=np.float32):
         if num_classes is not None:
             require_count("Glow", "num_classes", num_classes, minimum=2)
         if isinstance(class_weight, bool) or not isinstance(class_weight, (int, float, np.floating, np.integer)) \
@@ -59,6 +62,12 @@ class Glow(FlowModel):
         if class_weight and num_classes is None:
             raise ValueError("Glow: class_weight > 0 weighs a classification loss, which needs labels: pass "
                              "num_classes too")
+        if label_prior is not None and num_classes is None:
+            raise ValueError(f"Glow: label_prior={label_prior!r} chooses the form of the class-conditional prior, "
+                             "which needs labels: pass num_classes too")
+        label_prior = "channel" if label_prior is None else label_prior
+        if label_prior not in LABEL_PRIORS:
+            raise ValueError(f"Glow: label_prior must be one of {LABEL_PRIORS}, got {label_prior!r}")
         if coupling not in COUPLINGS:
             raise ValueError(f"Glow: coupling must be one of {COUPLINGS}, got {coupling!r}")
         input_shape = tuple(input_shape)
@@ -88,10 +97,11 @@ class Glow(FlowModel):
                            hidden=hidden, lu=lu, coupling=coupling)
         self.num_classes, self.class_weight = num_classes, float(class_weight)
         if num_classes is not None:   # an unconditional Glow keeps its state dict as it was
-            self.label_prior = LabelPrior(num_classes, (c, h, w), dtype=dtype)
+            self.label_prior = LabelPrior(num_classes, (c, h, w), dtype=dtype,
+                                          per_position=label_prior == "position")
             if class_weight > 0:
                 self.class_head = ClassHead(c, num_classes, dtype=dtype)
-            self.config.update(num_classes=num_classes, class_weight=float(class_weight))
+            self.config.update(num_classes=num_classes, class_weight=float(class_weight), label_prior=label_prior)
 
     # -- labels ---------------------------------------------------------------------------------------
     def _refuse_labels(self, y, where):

@@ -4,10 +4,20 @@ and the label checks (Kingma & Dhariwal 2018, §5 and the code release's ``ycond
 **The class-conditional top prior.** Glow's top latent ε (what leaves the last level, after the learned top prior
 has standardised it, :class:`~nflow.flows.split.LearnedStandardise`) is scored under
 
-    p(ε | y) = N(ε; m_y, exp(s_y)²),   (m_y, s_y) = W · onehot(y),   W ∈ R^{2C×K}, zero at the start,
+    p(ε | y) = N(ε; m_y, exp(s_y)²),   (m_y, s_y) = W · onehot(y),   W zero at the start,
 
-with m_y, s_y per channel, broadcast over the H × W positions: log p(ε | y) = log N(u; 0, I) - H·W·Σ_c s_y,c with
-u = (ε - m_y)·exp(-s_y). A fresh model is therefore the unconditional one exactly.
+    log p(ε | y) = log N(u; 0, I) - Σ_{c,i,j} s_y broadcast to (C, H, W),   u = (ε - m_y)·exp(-s_y).
+
+Two forms of (m_y, s_y), one code path (only the shape the label map's output takes differs):
+
+- ``per_position=False`` (openai/glow's ``ycond``): m_y, s_y of shape (C, 1, 1), one per channel, broadcast over
+  the H × W positions — W ∈ R^{2C×K}, and the log-det term is H·W·Σ_c s_y,c.
+- ``per_position=True``: m_y, s_y of shape (C, H, W), one per channel and position — W ∈ R^{2CHW×K}. The class
+  then has a spatial mean, a template in latent space; with the channel form a class can only shift every
+  position alike, 2·C numbers per class (16 for a 2-level MNIST Glow), with which ``predict`` told MNIST
+  digits apart only 20–25 % of the time (benchmarks/RESULTS.md).
+
+A fresh model is therefore the unconditional one exactly, in both forms.
 
 openai/glow's ``prior`` adds the same zero-initialised linear map of the one-hot label (``y_emb``) to the
 learned top prior's (μ, log σ) *before* standardising: z ~ N(μ + m_y, (σ·e^{s_y})²). Here the label acts after
@@ -27,7 +37,7 @@ from nflow.nn.layers import Linear
 from nflow.nn.module import Module
 from nflow.tensor import Tensor
 
-MEAN_AND_LOG_STD = 2   # the label map gives a mean and a log-std per channel
+MEAN_AND_LOG_STD = 2   # the label map gives a mean and a log-std per channel (and position)
 PRIOR_SUM_TOL = 1e-6   # how far from 1 a given class prior may sum (probabilities written with a few digits)
 
 
@@ -57,20 +67,28 @@ def one_hot(labels, num_classes, dtype):
 
 class LabelPrior(Module):
     """p(ε | y) = N(ε; m_y, exp(s_y)²) on a top latent of shape (C, H, W), (m_y, s_y) = W·onehot(y) per channel
-    (module docstring). ``log_prob(eps, labels)`` -> (N,) Tensor; ``mean_and_log_std()`` -> the K classes'
-    (m, s) as float64 host arrays (K, C) each, for sampling and for the class posterior."""
+    (``per_position=False``, openai/glow's) or per channel and position (``per_position=True``) (module
+    docstring). ``log_prob(eps, labels)`` -> (N,) Tensor; ``mean_and_log_std()`` -> the K classes' (m, s) as
+    float64 host arrays (K, C, 1, 1) or (K, C, H, W) each, for sampling and for the class posterior."""
 
-    def __init__(self, num_classes, shape, dtype=np.float32):
+    def __init__(self, num_classes, shape, dtype=np.float32, per_position=False):
         super().__init__()
         self.num_classes, self.shape = num_classes, tuple(shape)
         self.channels = self.shape[0]
+        self.per_position = bool(per_position)
+        # The shape of m_y and s_y: it broadcasts against the (C, H, W) latent in every formula below.
+        self.param_shape = self.shape if self.per_position else (self.channels, 1, 1)
+        # How many latent entries share one s_y entry: its weight in the log-det term.
+        self.repeats = int(np.prod(self.shape)) // int(np.prod(self.param_shape))
         # openai/glow's linear_zeros("y_emb", ...) also has a bias; with a one-hot input it would only repeat
         # the learned top prior's own (μ, log σ), so there is none.
-        self.embed = Linear(num_classes, MEAN_AND_LOG_STD * self.channels, bias=False, zero_init=True, dtype=dtype)
+        self.embed = Linear(num_classes, MEAN_AND_LOG_STD * int(np.prod(self.param_shape)), bias=False,
+                            zero_init=True, dtype=dtype)
 
     def _mean_and_log_std(self, labels, dtype):
-        params = self.embed(one_hot(labels, self.num_classes, dtype))          # (N, 2C)
-        params = F.reshape(params, (len(labels), MEAN_AND_LOG_STD * self.channels, 1, 1))
+        params = self.embed(one_hot(labels, self.num_classes, dtype))          # (N, 2·C·h·w)
+        c, h, w = self.param_shape
+        params = F.reshape(params, (len(labels), MEAN_AND_LOG_STD * c, h, w))
         return F.split(params, MEAN_AND_LOG_STD, axis=1)                       # first m, then s (as openai/glow)
 
     def log_prob(self, eps, labels):
@@ -79,28 +97,28 @@ class LabelPrior(Module):
                              f"got {tuple(eps.shape)}")
         mean, log_std = self._mean_and_log_std(labels, eps.dtype)
         u = (eps - mean) * F.exp(-log_std)
-        positions = self.shape[1] * self.shape[2]
-        return standard_gaussian_log_prob(u) - F.sum_per_sample(log_std) * positions
+        return standard_gaussian_log_prob(u) - F.sum_per_sample(log_std) * self.repeats
 
     def mean_and_log_std(self):
-        w = to_numpy(self.embed.weight.data).astype(np.float64)                 # (2C, K)
-        return w[:self.channels].T, w[self.channels:].T
+        w = to_numpy(self.embed.weight.data).astype(np.float64)                 # (2·C·h·w, K)
+        w = w.T.reshape((self.num_classes, MEAN_AND_LOG_STD) + self.param_shape)
+        return w[:, 0], w[:, 1]
 
     def class_log_probs(self, eps):
         """log N(ε; m_k, exp(s_k)²) for every class k, in float64 on the host: (N, K)."""
         eps = to_numpy(eps).astype(np.float64)
         mean, log_std = self.mean_and_log_std()
         out = np.empty((len(eps), self.num_classes))
-        positions = self.shape[1] * self.shape[2]
         for k in range(self.num_classes):
-            u = (eps - mean[k][:, None, None]) * np.exp(-log_std[k])[:, None, None]
-            out[:, k] = (-0.5 * (u ** 2 + LOG_2PI)).reshape(len(eps), -1).sum(axis=1) - positions * log_std[k].sum()
+            u = (eps - mean[k]) * np.exp(-log_std[k])
+            log_det = self.repeats * log_std[k].sum()
+            out[:, k] = (-0.5 * (u ** 2 + LOG_2PI)).reshape(len(eps), -1).sum(axis=1) - log_det
         return out
 
     def shift(self, draws, labels):
         """Standard draws (N, C, H, W) (already scaled by the temperature) -> m_y + exp(s_y)·draws."""
         mean, log_std = self.mean_and_log_std()
-        return (mean[labels][:, :, None, None] + np.exp(log_std[labels])[:, :, None, None] * draws)
+        return mean[labels] + np.exp(log_std[labels]) * draws
 
 
 class ClassHead(Module):
