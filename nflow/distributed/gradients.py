@@ -38,6 +38,10 @@ def average_gradients(comm, params, extra=()):
 
     Parameters without a gradient are left out (every rank runs the same model, so the same ones are missing).
     """
+    if comm.size == 1:
+        # The mean over a group of one is the gradient itself: packing it would only copy every gradient twice
+        # (tens of milliseconds a step for NICE's 19 M parameters), so one process trains as fast as before.
+        return np.asarray(extra, dtype=np.float64)
     with_grad = [p for p in params if p.grad is not None]
     dtypes = {p.grad.dtype for p in with_grad}
     if len(dtypes) > 1:
