@@ -10,8 +10,8 @@ import pytest
 from nflow.checkpoint import load_checkpoint
 from nflow.cli import main
 from nflow.train.config import default_settings
+from cli_helpers import PNG_SIGNATURE
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_mnist = pytest.mark.skipif(not os.environ.get("NFLOW_DATA"), reason="NFLOW_DATA (real MNIST) not set")
 
 

@@ -7,18 +7,10 @@ import numpy as np
 import pytest
 
 from nflow.checkpoint import load_checkpoint
-from nflow.cli import main
+from cli_helpers import PNG_SIGNATURE, run
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_mnist = pytest.mark.skipif(not os.environ.get("NFLOW_DATA"), reason="NFLOW_DATA (real MNIST) not set")
 QUIET = ["--no-progress", "--sample-every", "0"]
-
-
-def run(*argv):
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
 
 
 def eval_json(out, capsys, *extra):

@@ -9,20 +9,12 @@ import numpy as np
 import pytest
 
 from nflow.checkpoint import load_checkpoint, save_checkpoint
-from nflow.cli import main
+from cli_helpers import PNG_SIGNATURE, run
 
 USAGE = 2
 K = 3
 TINY = ["--model", "glow", "--levels", "2", "--flow-steps", "1", "--hidden", "8"]
 STEPS = ["--steps", "4", "--batch-size", "8", "--no-progress", "--sample-every", "0", "--eval-every", "0"]
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*argv):
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
 
 
 def png_size(path):

@@ -13,22 +13,14 @@ import pytest
 from PIL import Image
 
 from nflow.checkpoint import load_checkpoint
-from nflow.cli import main
+from cli_helpers import PNG_SIGNATURE, run
 
 USAGE, FAILURE = 2, 1
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_COLOUR_TYPE = {0: "grey", 2: "rgb"}   # IHDR byte 25
 TINY = {"glow": ["--levels", "2", "--flow-steps", "1", "--hidden", "4"],
         "realnvp": ["--scales", "2", "--hidden", "4"]}
 STEPS = ["--steps", "2", "--batch-size", "8", "--no-progress", "--sample-every", "0"]
 CIFAR_RECORD = 1 + 3 * 32 * 32   # a label byte, then 1024 red, 1024 green, 1024 blue bytes (row-major 32×32)
-
-
-def run(*argv):
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
 
 
 def png_kind(path):

@@ -16,20 +16,12 @@ from hypothesis import strategies as st
 from nflow.checkpoint import load_checkpoint, save_checkpoint
 from nflow.cli import main
 from nflow.data.mnist import MNISTError
+from cli_helpers import run
 
 USAGE, FAILURE = 2, 1
 TINY = ["--hidden", "8", "--couplings", "2", "--batch-size", "32", "--no-progress"]
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
-
-
-def run(*argv):
-    """main's exit status, whether it returns it or exits with it (argparse, ``fail``); any other exception
-    escapes and fails the test: that is the traceback a user would see."""
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
 
 
 def one_error_line(capsys):
@@ -251,7 +243,6 @@ def test_fuzzed_command_lines_exit_0_1_or_2_and_never_raise(fuzz_dir, monkeypatc
     monkeypatch.delenv("NFLOW_DATA", raising=False)
     status = run(*argv)
     assert status in (0, USAGE, FAILURE), (argv, status)
-
 
 
 # ------------------------------------------------------------------------------------------------ memory

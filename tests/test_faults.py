@@ -29,12 +29,12 @@ from nflow.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nflow.data import sample_toy
 from nflow.models import RealNVP
 from nflow.train import TrainConfig, Trainer, read_log
+from cli_helpers import PNG_SIGNATURE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Child processes: this checkout's nflow, one thread each (the test machine has 2 cores).
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MKL_NUM_THREADS="1",
            PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NO_SPACE = "No space left on device"
 CHILD_TIMEOUT = 60  # seconds any child process may take before the test gives up on it
 

@@ -11,13 +11,13 @@ import pytest
 
 import nflow
 from nflow.backend import to_numpy
-from nflow.cli import main
 from nflow.flows import InvConv1x1
 from nflow.inspect import PRIOR_TAIL, decompose, latent_picture, level_pictures
 from nflow.models import NICE, Glow, RealNVP
 from nflow.tensor import no_grad
 from nflow.train import evaluate
 from nflow.train.evaluate import eval_batches
+from cli_helpers import run
 
 SUM_RTOL = 1e-6
 MODELS = {
@@ -119,11 +119,6 @@ def test_empty_data_is_refused():
 
 
 # ------------------------------------------------------------------------------------------------ the command
-def run(*argv):
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
 
 
 def test_nflow_inspect_prints_a_decomposition_that_adds_up_to_nflow_eval(tmp_path, capsys):

@@ -20,8 +20,8 @@ from nflow.nn import Module, Parameter
 from nflow.train import TrainConfig, Trainer, make_sample_hook, save_samples_png
 from nflow.train import trainer as trainer_module
 from nflow.train.hooks import run_title, sample_caption
+from cli_helpers import PNG_SIGNATURE
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CAPTION = "Glow on mnist — step 1200, temperature 0.7"
 
 
