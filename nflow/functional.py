@@ -7,6 +7,7 @@ from nflow.ops.arithmetic import add, div, mul, neg, pow, sub
 from nflow.ops.conv import conv2d
 from nflow.ops.elementwise import exp, log, logsigmoid, relu, sigmoid, softplus, tanh
 from nflow.ops.linalg import matmul
+from nflow.ops.linear import linear
 from nflow.ops.reductions import logsumexp, mean, sum, sum_per_sample
 from nflow.ops.shape import concat, getitem, pad, reshape, split, transpose
 
@@ -15,5 +16,5 @@ __all__ = [
     "exp", "log", "sigmoid", "logsigmoid", "softplus", "tanh", "relu",
     "sum", "mean", "logsumexp", "sum_per_sample",
     "reshape", "transpose", "concat", "split", "pad", "getitem",
-    "matmul", "conv2d",
+    "matmul", "linear", "conv2d",
 ]

@@ -18,6 +18,7 @@ inputs and saved arrays, so memory returns at once and a second backward through
 import contextlib
 import heapq
 import itertools
+import sys
 import weakref
 
 import numpy as np
@@ -161,10 +162,11 @@ class Tensor:
             return
         _backprop(self, grad, retain_graph)
 
-    def _accumulate(self, grad):
-        # A fresh array the first time (never alias the op's buffer); in place after that.
+    def _accumulate(self, grad, owned=False):
+        # The first gradient becomes .grad: the array itself when the walk owns it (``owned``: nothing else refers
+        # to it, see _unshared), else a copy, so .grad never aliases a buffer someone else holds. In place after.
         if self.grad is None:
-            self.grad = grad.copy()
+            self.grad = grad if owned else grad.copy()
         else:
             self.grad += grad
 
@@ -311,18 +313,43 @@ def _backprop(root, seed, retain_graph):
             gxs = (gxs,)
         if len(gxs) != len(fn.inputs):
             raise RuntimeError(f"{fn.name}.backward returned {len(gxs)} gradients for {len(fn.inputs)} inputs")
-        for x, gx, needed in zip(fn.inputs, gxs, fn.needs_input_grad):
+        owned = _unshared(gxs)
+        for x, gx, needed, own in zip(fn.inputs, gxs, fn.needs_input_grad, owned):
             if not needed or gx is None:
                 continue
             _check_grad(fn, x, gx)
             if x.creator is None:
-                x._accumulate(gx)
+                x._accumulate(gx, owned=own)
             else:
                 pending = grads.get(id(x))
                 grads[id(x)] = (x, gx if pending is None else pending[1] + gx)
                 push(x.creator)
         if not retain_graph:
             fn.release()
+
+
+def _reference_counts(arrays):
+    return [sys.getrefcount(a) for a in arrays]
+
+
+# What _reference_counts reports for an array that only its tuple refers to, measured on this interpreter with the
+# same function, so the comparison below holds whatever the interpreter's own counting adds.
+_ONLY_IN_ITS_TUPLE = _reference_counts((np.empty(0),))[0]
+
+
+def _unshared(gxs):
+    """For each array of the tuple ``gxs`` an op's backward returned: whether the walk may keep it as a leaf's
+    ``.grad`` without copying it.
+
+    True only when the array owns its memory (not a view: another view of the same memory could be alive) and
+    nothing but the tuple refers to it: not the incoming gradient the op may have passed on (x + y returns gy
+    for both), not a second entry of the same tuple, not an array the op saved or a kernel keeps as workspace,
+    not the user's seed. Then no one else can see it change when a later gradient is added into it in place.
+    Copying was the safe default and cost NICE's training step 30 ms of 134 (49 copies, 77 MB; issue 12).
+    """
+    counts = _reference_counts(gxs)
+    return [a is not None and getattr(a, "base", True) is None and count == _ONLY_IN_ITS_TUPLE
+            for a, count in zip(gxs, counts)]
 
 
 def _check_grad(fn, x, gx):

@@ -69,6 +69,82 @@ def test_leaf_gradient_never_aliases_the_seed_or_an_ops_buffer():
     np.testing.assert_array_equal(seed, [1.0, 1.0])
 
 
+class _Returns(Function):
+    """y = x (elementwise identity); backward returns what ``make(self, gy)`` builds, to probe _backprop's rule
+    for taking a gradient array as a leaf's .grad without copying it."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return self.make(self, gy)
+
+
+def _fresh(op, gy):
+    g = gy * 2.0
+    op.fresh_id = id(g)  # an int: holds no reference, so the array stays unshared
+    return g
+
+
+def _saved(op, gy):
+    op.kept = gy * 2.0  # an array the op keeps (a workspace it will reuse, say)
+    return op.kept
+
+
+def test_a_fresh_gradient_nobody_else_holds_becomes_the_leafs_grad_without_a_copy():
+    x = leaf([1.0, 2.0])
+    op = _Returns(_fresh)
+    op(x).backward(np.array([1.0, 1.0]))
+    assert id(x.grad) == op.fresh_id
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+
+
+def test_an_array_the_op_keeps_is_copied_before_it_becomes_grad():
+    x = leaf([1.0, 2.0])
+    op = _Returns(_saved)
+    op(x).backward(np.array([1.0, 1.0]))
+    assert not np.shares_memory(x.grad, op.kept)
+    x.grad += 100.0  # what the next backward's accumulation does to .grad, in place
+    np.testing.assert_array_equal(op.kept, [2.0, 2.0])
+
+
+def test_the_incoming_gradient_passed_on_is_copied_so_grad_never_aliases_the_seed():
+    x = leaf([1.0, 2.0])
+    seed = np.array([1.0, 1.0])
+    _Returns(lambda op, gy: gy)(x).backward(seed)
+    assert not np.shares_memory(x.grad, seed)
+
+
+class _TwoViews(Function):
+    """y = a + b; backward returns two distinct view objects of ONE fresh buffer: each alone looks unshared."""
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        g = gy * 1.0
+        return g[:], g[:]
+
+
+def test_views_of_one_buffer_given_to_two_leaves_are_copied():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    _TwoViews()(a, b).backward(np.array([1.0, 1.0]))
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad += 1.0
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+
+
+def test_one_array_returned_for_two_leaves_gives_each_its_own_grad():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (a + b).backward(np.array([1.0, 1.0]))  # Add.backward hands gy to both inputs
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad += 1.0
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+
+
 def test_diamond_graph_sums_both_paths():
     """x feeds two branches that meet again: z = exp(x) · x²  ->  dz/dx = exp(x) x² + 2x exp(x)."""
     x = leaf([0.3, -1.2])

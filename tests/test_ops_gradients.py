@@ -132,6 +132,31 @@ def test_matmul_with_batch_broadcasting(n, k, m, seed, batch, b_batch):
     np.testing.assert_allclose((a @ b).data, np.matmul(a.data, b.data), rtol=1e-12)
 
 
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("with_bias", [True, False])
+@settings(max_examples=8)
+@given(lead=st.sampled_from([(1,), (3,), (2, 3)]), k=st.integers(1, 4), m=st.integers(1, 4),
+       seed=st.integers(0, 2**31 - 1))
+def test_linear_is_the_matmul_bias_relu_chain(activation, with_bias, lead, k, m, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = leaf(rng, lead + (k,)), leaf(rng, (m, k)), leaf(rng, (m,))
+    args = [x, w, b] if with_bias else [x, w]
+    assert gradcheck(lambda *t: F.linear(*t, activation=activation), args)
+    expected = np.matmul(x.data, w.data.T) + (b.data if with_bias else 0.0)
+    expected = np.maximum(expected, 0.0) if activation == "relu" else expected
+    np.testing.assert_allclose(F.linear(*args, activation=activation).data, expected, rtol=1e-12)
+
+
+def test_linear_refuses_bad_shapes_naming_what_it_expected():
+    x, w = Tensor(np.ones((4, 3))), Tensor(np.ones((2, 5)))
+    with pytest.raises(ValueError, match=r"expects inputs \(\.\.\., 5\), got shape \(4, 3\)"):
+        F.linear(x, w)
+    with pytest.raises(ValueError, match=r"bias must have shape \(2,\)"):
+        F.linear(Tensor(np.ones((4, 5))), w, Tensor(np.ones(3)))
+    with pytest.raises(ValueError, match="activation"):
+        F.linear(Tensor(np.ones((4, 5))), w, activation="tanh")
+
+
 def test_gradcheck_catches_a_wrong_gradient():
     class WrongExp(nflow.Function):
         def forward(self, x):

@@ -4,19 +4,23 @@ import numpy as np
 from nflow.nn import init
 from nflow.nn.module import Module, Parameter, new_array
 from nflow.ops.conv import ACTIVATIONS, CHANNEL_AXIS, LAYOUTS, conv2d
-from nflow.ops.linalg import matmul
+from nflow.ops.linear import linear
 
 
 class Linear(Module):
     """y = x Wᵀ + b, with W of shape (out_features, in_features), Glorot-uniform initialised.
 
-    ``zero_init=True`` starts W and b at zero: the layer outputs 0 (used as the last layer of coupling
-    networks so that a fresh flow is the identity; Kingma & Dhariwal 2018, §3.3).
+    ``activation="relu"`` applies max(·, 0) inside the same op (``nflow/ops/linear.py``: bias and ReLU in
+    place, W's gradient made in W's layout). ``zero_init=True`` starts W and b at zero: the layer outputs 0
+    (used as the last layer of coupling networks so that a fresh flow is the identity; Kingma & Dhariwal 2018, §3.3).
     """
 
-    def __init__(self, in_features, out_features, bias=True, zero_init=False, dtype=np.float32, rng=None):
+    def __init__(self, in_features, out_features, bias=True, zero_init=False, dtype=np.float32, rng=None,
+                 activation=None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.in_features, self.out_features, self.activation = in_features, out_features, activation
         shape = (out_features, in_features)
         w = init.zeros(shape, dtype) if zero_init else init.xavier_uniform(shape, dtype, rng)
         self.weight = Parameter(new_array(w))
@@ -26,8 +30,7 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} features "
                              f"(shape {x.shape}), expected {self.in_features}")
-        y = matmul(x, self.weight.T)
-        return y + self.bias if self.bias is not None else y
+        return linear(x, self.weight, self.bias, activation=self.activation)
 
 
 class Conv2d(Module):
