@@ -29,7 +29,7 @@ import nflow
 import nflow.functional as F
 from benchmarks.machine import describe, gemm_gflops, markdown_table, median_time
 from nflow.kernels.reference.conv import batch_major, channel_major, col2im, im2col
-from nflow.ops.conv import flipped_kernel_matrix, unfolds_output
+from nflow.kernels.reference.conv import flipped_kernel_matrix, unfolds_output
 
 # (label, C_in, C_out, k) at N=64, 14x14
 CASES = [("k=3, 256->256", 256, 256, 3), ("k=1, 256->256", 256, 256, 1), ("k=3, 256->4 (ZeroConv)", 256, 4, 3)]

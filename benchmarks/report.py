@@ -171,10 +171,13 @@ def environment_lines(results, command, info):
 TARGETS = {"eager": 0.7, "compile": 1.0, "roofline": 1.6}  # issue 7, Glow on the CPU
 
 
-DATA_MOVEMENT = ("im2col", "col2im", "_pad", "pad)", "ascontiguousarray", "'copy'", "concatenate", "_set_pad_area")
+DATA_MOVEMENT = ("im2col", "col2im", "_pad", "pad)", "_padded_matrix", "ascontiguousarray", "'copy'", "concatenate",
+                 "_set_pad_area")
 
 
-GEMM_CALLERS = ("ops/conv.py", "ops/linalg.py", "tensordot")
+# the functions whose own time is a GEMM: the conv op (runs saved before the conv family held its GEMMs), the conv
+# family (im2col twin, shifted GEMMs), the dense layer, matmul
+GEMM_CALLERS = ("ops/conv.py", "reference/conv.py", "cpu/blas.py", "ops/linear.py", "ops/linalg.py", "tensordot")
 
 
 def target_lines(results):
@@ -278,9 +281,10 @@ def report(results, command, quick, info, extra=(), sources=()):
                   markdown(mh, mr), ""]
     if results.get("profiles"):
         parts += ["### Where nflow's time goes (cProfile of one nflow call each, after a warm-up call)", "",
-                  "`own time` of `ops/conv.py` forward/backward and `ops/linalg.py` is mostly the NumPy GEMM they call "
-                  "(C calls are charged to their Python caller); im2col/col2im, padding and contiguous copies are the "
-                  "data movement a convolution written as GEMMs adds around them.", ""]
+                  "`own time` of the conv family's forward/backward (`reference/conv.py`), the windowed GEMM "
+                  "(`cpu/blas.py`), `ops/linear.py` and `ops/linalg.py` is mostly the BLAS GEMM they call (C calls "
+                  "are charged to their Python caller); im2col/col2im, padding and contiguous copies are the data "
+                  "movement a convolution written as GEMMs adds around them.", ""]
         for p in results["profiles"]:
             for op, prof in p["ops"].items():
                 move, gemm = profile_shares(prof)

@@ -4,7 +4,7 @@ Every family has one module per implementation, all exposing the same functions 
 
 - ``affine_coupling``, ``actnorm``: ``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``;
 - ``gaussian``: ``standard_log_prob``, ``standard_log_prob_backward``;
-- ``conv``: ``im2col``, ``col2im`` (the NumPy twin on every backend);
+- ``conv``: ``forward``, ``backward`` (the convolution's GEMMs, channel-major);
 - ``additive_coupling``, ``squeeze``, ``invconv``, ``lu``, ``bias_relu``, ``adam``: see each family's NumPy twin in
   ``kernels/reference``.
 
@@ -26,9 +26,10 @@ _TABLE = {
                         "cupy": _CUDA + "affine_coupling"},
     "actnorm": {"numpy": _REFERENCE + "actnorm", "numba": _CPU + "actnorm", "cupy": _CUDA + "actnorm"},
     "gaussian": {"numpy": _REFERENCE + "gaussian", "numba": _CPU + "gaussian", "cupy": _REFERENCE + "gaussian"},
-    # conv runs the NumPy twin everywhere: NumPy's strided block copies beat hand-written Numba loops at every
-    # Glow/RealNVP size measured (im2col 1.5-2.6x, col2im within ±15%; benchmarks/RESULTS.md, "Kernels (issue 4)")
-    "conv": {"numpy": _REFERENCE + "conv", "numba": _REFERENCE + "conv", "cupy": _REFERENCE + "conv"},
+    # conv on the CPU: k² GEMMs over shifted windows of the padded input (no im2col buffer; benchmarks/RESULTS.md,
+    # issue 12). On CuPy the twin's im2col (its strided block copies are the GPU's cuBLAS-friendly layout; the
+    # shifted windows need a strided-GEMM call CuPy does not expose).
+    "conv": {"numpy": _REFERENCE + "conv", "numba": _CPU + "conv", "cupy": _REFERENCE + "conv"},
     "additive_coupling": {"numpy": _REFERENCE + "additive_coupling", "numba": _CPU + "additive_coupling",
                           "cupy": _CUDA + "additive_coupling"},
     "squeeze": {"numpy": _REFERENCE + "squeeze", "numba": _CPU + "squeeze", "cupy": _CUDA + "squeeze"},

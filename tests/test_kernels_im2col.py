@@ -49,7 +49,7 @@ def test_col2im_is_the_adjoint_of_im2col():
                                rtol=1e-12)
 
 
-def test_conv_runs_the_measured_faster_im2col():
-    # nflow/ops/conv.py unfolds with the dispatched module: the NumPy twin on numba too (it measured faster)
-    assert dispatch.kernel_module("conv", "numba") is ref_conv
+def test_conv_runs_im2col_on_numpy_and_the_shifted_gemms_on_the_cpu_backend():
+    from nflow.kernels.cpu import conv as cpu_conv
     assert dispatch.kernel_module("conv", "numpy") is ref_conv
+    assert dispatch.kernel_module("conv", "numba") is cpu_conv

@@ -1,0 +1,121 @@
+"""Stride-1 'same' convolution as k² GEMMs over shifted windows of the padded input, no im2col: the CPU
+implementation of the ``conv`` family; its twin, by another algorithm (im2col/col2im and one GEMM), is
+``kernels/reference/conv.py``.
+
+Channel-major throughout: x (C, N, H, W), w (O, C, k, k), y (O, N, H, W), p = k // 2. Pad x once to
+x_pad (C, N, Hp, Wp) with Hp = H + 2p, Wp = W + 2p, and read it as the (C, P) matrix X, P = N·Hp·Wp. A pixel
+(n, h, w) has the *anchor* column q = n·Hp·Wp + h·Wp + w, and its neighbour (h + i - p, w + j - p) in the
+unpadded image is column q + i·Wp + j of X. So, with W_ij = w[:, :, i, j] an (O, C) matrix,
+
+    Y[:, q] = Σ_ij  W_ij · X[:, q + i·Wp + j]              for every anchor q in [0, M),  M = P - (k-1)(Wp+1)
+
+is k² GEMMs, each reading a window of X that starts i·Wp + j columns in: a sub-matrix with leading dimension
+P, handed to BLAS as it lies (``kernels/cpu/blas.py``), accumulated into Y with β = 1. Y lives on the anchor grid
+(O, N, Hp, Wp); the convolution is its [:, :, :H, :W] corner. Anchors outside that corner (the right and bottom
+margins) mix neighbouring images' pixels and are computed and dropped: (Hp·Wp)/(H·W) more FLOPs, 1.15× at 28×28,
+1.31× at 14×14, 1.65× at 7×7. What it saves: im2col writes and the GEMM re-reads k² = 9 copies of the input
+(115 MB for RealNVP's 64 channels at batch 64, 28×28), col2im as many read-add-writes; here the only copies are the
+padded input and the output's corner, each the size of one activation.
+
+Backward, with G the output gradient:
+
+    dx = the same convolution of G with w'[c, o, i, j] = w[o, c, k-1-i, k-1-j]  (flipped, channels swapped)
+    dW_ij = Σ_q Ga[:, q] · X[:, q + i·Wp + j]ᵀ               with Ga = G placed on the anchor grid, 0 elsewhere
+
+When it pays (measured, ``benchmarks/RESULTS.md``, issue 12): the k² GEMMs have inner dimension C instead of
+im2col's C·k², and BLAS runs a short inner dimension less efficiently, while the copies saved grow with the
+activations, not with C². So for RealNVP's 64-channel convs (batch 64, 28×28) the shifted GEMMs take the forward
+from 59 to 28 ms and dx from 57 to 28 ms, but for Glow's 256 channels (14×14) they lose (forward 100 -> 126 ms),
+and for the thin convs at the ends of a coupling network (2 -> 256 or 256 -> 4 channels: a GEMM two rows wide)
+they lose 5-15×. Hence the rule, :func:`shifted_pays`: both channel counts in [16, 128]; every other conv runs
+the twin's im2col, which unfolds the side with fewer channels. Cutting the columns into cache-sized tiles did not
+pay either (64 channels at 28×28: 0.5 MB tiles 45 ms, 8 MB tiles 33 ms, one tile 28 ms).
+"""
+import numpy as np
+
+from nflow.kernels.cpu import blas
+from nflow.kernels.cpu.blas import gemm
+from nflow.kernels.reference import conv as im2col_conv
+
+# The channel counts (both of them) for which the shifted GEMMs beat im2col (see the module docstring).
+SHIFTED_MIN_CHANNELS = 16
+SHIFTED_MAX_CHANNELS = 128
+
+
+def shifted_pays(c_in, c_out, k):
+    """Whether the k² shifted GEMMs run this conv (else the twin's im2col does); never where NumPy's BLAS could
+    not be found (``kernels/cpu/blas.py``)."""
+    return blas.AVAILABLE and k > 1 and all(SHIFTED_MIN_CHANNELS <= c <= SHIFTED_MAX_CHANNELS for c in (c_in, c_out))
+
+
+def _padded_matrix(x, p):
+    """x (C, N, H, W), any strides -> a zero-bordered C-ordered (C, N, H+2p, W+2p) array."""
+    c, n, h, w = x.shape
+    padded = np.zeros((c, n, h + 2 * p, w + 2 * p), dtype=x.dtype)
+    padded[:, :, p:p + h, p:p + w] = x
+    return padded
+
+
+def _shifted_products(xpad, wk, out_rows):
+    """Y[:, q] = Σ_ij wk[i, j] @ X[:, q + i·Wp + j] for q in [0, M): Y on the anchor grid, shape of ``xpad``
+    with ``out_rows`` channels; the last P - M anchors are left unwritten (they fall outside every image)."""
+    c, n, hp, wp = xpad.shape
+    k = wk.shape[0]
+    total = n * hp * wp
+    anchors = total - (k - 1) * (wp + 1)
+    y = np.empty((out_rows, n, hp, wp), dtype=xpad.dtype)
+    for i in range(k):
+        for j in range(k):
+            gemm(out_rows, anchors, c, wk, c, xpad, total, y, total, a_offset=(i * k + j) * out_rows * c,
+                 b_offset=i * wp + j, beta=0.0 if i == j == 0 else 1.0)
+    return y
+
+
+def shifted_forward(x, w):
+    """The stride-1 'same' correlation of x (C, N, H, W) with w (O, C, k, k), k > 1, by the shifted GEMMs: a
+    C-ordered (O, N, H, W) array."""
+    c, n, h, wd = x.shape
+    o, _, k, _ = w.shape
+    p = k // 2
+    wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (k, k, O, C): W_ij contiguous
+    y = _shifted_products(_padded_matrix(x, p), wk, o)
+    return np.ascontiguousarray(y[:, :, :h, :wd])
+
+
+def forward(x, w, backward_follows=False):
+    """y (O, N, H, W), C-ordered = conv(x (C, N, H, W), w (O, C, k, k)); ``backward_follows`` steers the twin's
+    choice of side where the twin runs."""
+    if not shifted_pays(x.shape[0], w.shape[0], w.shape[2]):
+        return im2col_conv.forward(x, w, backward_follows)
+    return shifted_forward(x, w)
+
+
+def backward(x, w, gy, need_x=True, need_w=True):
+    """(dx, dw) of the convolution for the output gradient gy (O, N, H, W); None where not needed."""
+    c, n, h, wd = x.shape
+    o, _, k, _ = w.shape
+    if not shifted_pays(c, o, k):
+        return im2col_conv.backward(x, w, gy, need_x, need_w)
+    return shifted_backward(x, w, gy, need_x, need_w)
+
+
+def shifted_backward(x, w, gy, need_x=True, need_w=True):
+    """(dx, dw) by the shifted GEMMs (k > 1): dx a shifted correlation of gy, dW_ij one long GEMM each."""
+    c, n, h, wd = x.shape
+    o, _, k, _ = w.shape
+    gx = shifted_forward(gy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)) if need_x else None
+    if not need_w:
+        return gx, None
+    p = k // 2
+    xpad = _padded_matrix(x, p)
+    hp, wp = h + 2 * p, wd + 2 * p
+    total = n * hp * wp
+    anchors = total - (k - 1) * (wp + 1)
+    ga = np.zeros((o, n, hp, wp), dtype=gy.dtype)  # G on the anchor grid: 0 on the anchors outside the images
+    ga[:, :, :h, :wd] = gy
+    gwk = np.empty((k, k, o, c), dtype=x.dtype)
+    for i in range(k):
+        for j in range(k):  # dW_ij = Ga[:, :M] · X[:, i·Wp + j : i·Wp + j + M]ᵀ
+            gemm(o, c, anchors, ga, total, xpad, total, gwk, c, b_offset=i * wp + j, c_offset=(i * k + j) * o * c,
+                 trans_b=True)
+    return gx, np.ascontiguousarray(gwk.transpose(2, 3, 0, 1))
