@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from benchmarks.results_file import SECTION
-from benchmarks.workloads import LR, QUICK_SHRINK, ROOT, SETTINGS, TORCH_FUSED_ADAM
+from benchmarks.workloads import BATCH_SERIES, DEPTH_SERIES, LR, QUICK_SHRINK, ROOT, SETTINGS, TORCH_FUSED_ADAM
 
 PROFILE_ROWS = 10  # rows of each cProfile table in RESULTS.md (the JSON keeps 40)
 
@@ -168,7 +168,11 @@ def environment_lines(results, command, info):
     ]
 
 
-TARGETS = {"eager": 0.7, "compile": 1.0, "roofline": 1.6}  # issue 7, Glow on the CPU
+# issue 12's CPU targets: nflow / eager per model, nflow / torch.compile on every row, train step / GEMM roofline
+EAGER_TARGETS = {"glow-mnist": 0.5, "realnvp-mnist": 0.7, "nice-mnist": 0.7}
+COMPILE_TARGET = 0.8
+ROOFLINE_TARGETS = {"glow-mnist": 1.3, "nice-mnist": 1.2}
+SCALING_TOLERANCE = 0.10  # time per image (or per flow step) within 10 % of linear
 
 
 DATA_MOVEMENT = ("im2col", "col2im", "_pad", "pad)", "_padded_matrix", "ascontiguousarray", "'copy'", "concatenate",
@@ -181,23 +185,55 @@ GEMM_CALLERS = ("ops/conv.py", "reference/conv.py", "cpu/blas.py", "ops/linear.p
 
 
 def target_lines(results):
-    """Issue 7's Glow targets, checked against this run's figures."""
+    """Issue 12's CPU targets, checked against this run's figures."""
     rate = best_gemm_rate(results)
     lines = []
     for r in results["speed"]:
-        if r["workload"] != "glow-mnist":
+        if r["workload"] not in EAGER_TARGETS:
             continue
         for op, res in r["ops"].items():
             n, t, c = (res["median"].get(k) for k in ("nflow", "torch", "compiled"))
             if not (n and t):
                 continue
-            cells = [f"nflow/eager {n / t:.2f} ({'met' if n / t <= TARGETS['eager'] else 'not met'})"]
+            goal = EAGER_TARGETS[r["workload"]]
+            cells = [f"nflow/eager {n / t:.2f} (≤ {goal}: {'met' if n / t <= goal else 'not met'})"]
             if c:
-                cells.append(f"nflow/compile {n / c:.2f} ({'met' if n / c <= TARGETS['compile'] else 'not met'})")
-            if op == "train_step":
-                roof = n / (r["flops"][op] / rate)
-                cells.append(f"nflow/roofline {roof:.2f} ({'met' if roof <= TARGETS['roofline'] else 'not met'})")
-            lines.append(f"- glow-mnist {op} (`{r['setting']}`): " + ", ".join(cells))
+                cells.append(f"nflow/compile {n / c:.2f} (≤ {COMPILE_TARGET}: "
+                             f"{'met' if n / c <= COMPILE_TARGET else 'not met'})")
+            if op == "train_step" and r["workload"] in ROOFLINE_TARGETS:
+                roof, goal = n / (r["flops"][op] / rate), ROOFLINE_TARGETS[r["workload"]]
+                cells.append(f"nflow/roofline {roof:.2f} (≤ {goal}: {'met' if roof <= goal else 'not met'})")
+            lines.append(f"- {r['workload']} {op} (`{r['setting']}`): " + ", ".join(cells))
+    return lines
+
+
+def scaling_lines(results):
+    """Glow's training step against depth (K = 8, 16, 32 at batch 64) and batch (16, 64, 256 at K = 8): time per
+    flow step or per image relative to the K = 8, batch 64 row (1.00 = linear), and nflow / eager at each."""
+    steps = {r["workload"]: r for r in results["speed"] if "train_step" in r["ops"]}
+    lines = []
+    for setting in dict.fromkeys(r["setting"] for r in results["speed"]):
+        rows = {w: r for w, r in steps.items() if r["setting"] == setting}
+        base = rows.get("glow-mnist")
+        if base is None:
+            continue
+        base_med = base["ops"]["train_step"]["median"]
+        for axis, series in (("depth K", DEPTH_SERIES), ("batch", BATCH_SERIES)):
+            cells = []
+            for value, workload, scale in series:
+                r = next((x for w, x in rows.items() if w == workload and x["setting"] == setting), None)
+                if r is None:
+                    continue
+                med = r["ops"]["train_step"]["median"]
+                per = {impl: med[impl] / scale / base_med[impl] for impl in ("nflow", "torch")
+                       if impl in med and impl in base_med}
+                linear = per.get("nflow")
+                mark = "" if linear is None else (" ✓" if abs(linear - 1) <= SCALING_TOLERANCE else " ✗")
+                cells.append(f"{value}: nflow {per.get('nflow', float('nan')):.2f}{mark}, torch "
+                             f"{per.get('torch', float('nan')):.2f}, nflow/eager "
+                             f"{med['nflow'] / med['torch']:.2f}" if "torch" in med else f"{value}: —")
+            if len(cells) > 1:
+                lines.append(f"- `{setting}`, {axis}: " + "; ".join(cells))
     return lines
 
 
@@ -251,9 +287,13 @@ def report(results, command, quick, info, extra=(), sources=()):
     parts.append("")
     targets = target_lines(results)
     if targets:
-        parts += [f"Issue 7's targets for Glow (nflow/eager ≤ {TARGETS['eager']}, nflow/compile ≤ {TARGETS['compile']},"
-                  f" train step ≤ {TARGETS['roofline']}× the roofline), from the table below:", ""] + targets + [""]
+        parts += ["Issue 12's CPU targets, from the table below:", ""] + targets + [""]
     parts += ["### Time per operation (wall clock, median)", "", markdown(sh, sr), ""]
+    scaling = scaling_lines(results)
+    if scaling:
+        parts += ["Glow's training step against depth and batch: time per flow step (depth) or per image (batch) "
+                  "relative to K = 8 at batch 64, so 1.00 is linear (✓ within "
+                  f"{SCALING_TOLERANCE:.0%}), and nflow/eager at each:", ""] + scaling + [""]
     effect = settings_effect(results)
     if effect:
         parts += ["Effect of the settings in this run (< 1: faster than `default`). Other processes' load moves "

@@ -35,8 +35,13 @@ WORKLOADS = {
                    ("log_prob", "train_step", "sample")),
     "glow-K16": ("glow", dict(input_shape=(1, 28, 28), levels=2, steps=16, hidden=256), 64, ("train_step",)),
     "glow-K32": ("glow", dict(input_shape=(1, 28, 28), levels=2, steps=32, hidden=256), 64, ("train_step",)),
+    "glow-b16": ("glow", dict(input_shape=(1, 28, 28), levels=2, steps=8, hidden=256), 16, ("train_step",)),
+    "glow-b256": ("glow", dict(input_shape=(1, 28, 28), levels=2, steps=8, hidden=256), 256, ("train_step",)),
 }
 DEPTHS = {8: "glow-mnist", 16: "glow-K16", 32: "glow-K32"}
+# (value, workload, how many times glow-mnist's work it does): issue 12's depth and batch scaling
+DEPTH_SERIES = tuple((k, w, k / 8) for k, w in DEPTHS.items())
+BATCH_SERIES = ((16, "glow-b16", 16 / 64), (64, "glow-mnist", 1.0), (256, "glow-b256", 256 / 64))
 COMPILE_WORKLOADS = ("glow-mnist", "realnvp-mnist", "nice-mnist")  # deeper Glows: compile time grows with K
 
 

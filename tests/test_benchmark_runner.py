@@ -61,3 +61,13 @@ def test_a_crashing_child_is_a_note_not_the_end_of_the_run(monkeypatch):
 def test_exit_reasons_name_the_code_or_the_signal():
     assert launch.exit_reason(3) == "exited with code 3"
     assert launch.exit_reason(-9) == "was killed by SIGKILL"
+
+
+def test_the_conv_algorithm_comparison_runs_and_prints_one_row_per_shape(capsys, monkeypatch):
+    """benchmarks/conv_shifted.py on a batch of one (a smoke run: its figures are for RESULTS.md, not asserted)."""
+    from benchmarks import conv_shifted
+    monkeypatch.setattr(conv_shifted, "SHAPES", ((16, 16, 5), (2, 8, 5)))
+    conv_shifted.main(["--batch", "1", "--repeats", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16 → 16") or
+            line.startswith("| 2 → 8")]
+    assert len(rows) == 2 and rows[0].endswith("| shifted |") and rows[1].endswith("| im2col |")

@@ -22,14 +22,15 @@ Backward, with G the output gradient:
     dx = the same convolution of G with w'[c, o, i, j] = w[o, c, k-1-i, k-1-j]  (flipped, channels swapped)
     dW_ij = Σ_q Ga[:, q] · X[:, q + i·Wp + j]ᵀ               with Ga = G placed on the anchor grid, 0 elsewhere
 
-When it pays (measured, ``benchmarks/RESULTS.md``, issue 12): the k² GEMMs have inner dimension C instead of
-im2col's C·k², and BLAS runs a short inner dimension less efficiently, while the copies saved grow with the
-activations, not with C². So for RealNVP's 64-channel convs (batch 64, 28×28) the shifted GEMMs take the forward
-from 59 to 28 ms and dx from 57 to 28 ms, but for Glow's 256 channels (14×14) they lose (forward 100 -> 126 ms),
-and for the thin convs at the ends of a coupling network (2 -> 256 or 256 -> 4 channels: a GEMM two rows wide)
-they lose 5-15×. Hence the rule, :func:`shifted_pays`: both channel counts in [16, 128]; every other conv runs
-the twin's im2col, which unfolds the side with fewer channels. Cutting the columns into cache-sized tiles did not
-pay either (64 channels at 28×28: 0.5 MB tiles 45 ms, 8 MB tiles 33 ms, one tile 28 ms).
+When it pays (measured with ``python -m benchmarks.conv_shifted``, numbers in ``benchmarks/RESULTS.md``, issue
+12): the k² GEMMs have inner dimension C instead of im2col's C·k², and BLAS runs a short inner dimension less
+efficiently, while the copies saved grow with the activations, not with C². For RealNVP's 64-channel convs
+(batch 64, 28×28) the shifted GEMMs take the forward from 70 to 27 ms and dx from 60 to 27 ms; at 256 channels
+(14×14) the forward still gains (119 -> 94 ms) but a training step's backward loses more than that (the twin's
+dx and dW share one unfolding); for the thin convs at the ends of a coupling network (2 -> 256 or 256 -> 4
+channels: a GEMM two rows wide) the shifted GEMMs lose 5-15×. Hence the rule, :func:`shifted_pays`: both channel
+counts in [16, 128]; every other conv runs the twin's im2col, which unfolds the side with fewer channels. Cutting
+the columns into cache-sized tiles did not pay (64 channels at 28×28: 0.5 MB tiles 45 ms, 8 MB 33 ms, one 28 ms).
 """
 import numpy as np
 

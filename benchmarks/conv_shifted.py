@@ -1,0 +1,69 @@
+"""The CPU convolution's two algorithms side by side on the models' conv shapes: the k² shifted GEMMs
+(``kernels/cpu/conv.py``) against the im2col twin (``kernels/reference/conv.py``), float32, medians after warm-up.
+
+    python -m benchmarks.conv_shifted [--repeats 7] [--batch 64]
+
+Per shape: forward alone (log_prob, sampling; the twin unfolds its cheaper side for a forward alone), dx, dW,
+and a training step's forward + backward (the twin on the side a training step uses). The ratio column is
+shifted / im2col for the training step; ``kernels/cpu/conv.py``'s rule (:func:`shifted_pays`) is printed beside
+it. Threads: whatever ``OPENBLAS_NUM_THREADS`` says (the runner uses 2).
+"""
+import argparse
+import os
+
+import numpy as np
+
+from benchmarks.machine import describe, median_time
+from nflow.kernels.cpu import conv as shifted
+from nflow.kernels.reference import conv as twin
+
+# (C_in, C_out, H): RealNVP's hidden 3x3 convs at both scales, Glow's thin ends and a 256-channel 3x3
+SHAPES = ((64, 64, 28), (64, 64, 14), (256, 256, 14), (2, 256, 14), (256, 4, 14))
+
+
+def median_ms(fn, repeats):
+    return 1e3 * median_time(fn, repeats)
+
+
+def measure(c_in, c_out, h, batch, repeats, rng):
+    x = rng.standard_normal((c_in, batch, h, h)).astype(np.float32)
+    w = (0.1 * rng.standard_normal((c_out, c_in, 3, 3))).astype(np.float32)
+    gy = rng.standard_normal((c_out, batch, h, h)).astype(np.float32)
+    return {
+        "shifted forward": median_ms(lambda: shifted.shifted_forward(x, w), repeats),
+        "im2col forward": median_ms(lambda: twin.forward(x, w, backward_follows=False), repeats),
+        "shifted dx": median_ms(lambda: shifted.shifted_backward(x, w, gy, need_w=False), repeats),
+        "im2col dx": median_ms(lambda: twin.backward(x, w, gy, need_w=False), repeats),
+        "shifted dW": median_ms(lambda: shifted.shifted_backward(x, w, gy, need_x=False), repeats),
+        "im2col dW": median_ms(lambda: twin.backward(x, w, gy, need_x=False), repeats),
+        "shifted step": median_ms(lambda: (shifted.shifted_forward(x, w), shifted.shifted_backward(x, w, gy)),
+                                  repeats),
+        "im2col step": median_ms(lambda: (twin.forward(x, w, backward_follows=True), twin.backward(x, w, gy)),
+                                 repeats),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    machine = describe()
+    print(f"{machine['cpu']} ({machine['SIMD']}); OpenBLAS {machine['OpenBLAS core type at run time']}, "
+          f"{machine['OpenBLAS threads']} threads; load {os.getloadavg()[0]:.2f}; batch {args.batch}; "
+          f"ms, median of {args.repeats}")
+    columns = ("forward", "dx", "dW", "step")
+    print("| C_in → C_out, H×W | " + " | ".join(f"{c}: shifted / im2col" for c in columns)
+          + " | step ratio | rule picks |")
+    print("|---" * (len(columns) + 3) + "|")
+    for c_in, c_out, h in SHAPES:
+        r = measure(c_in, c_out, h, args.batch, args.repeats, rng)
+        cells = [f"{r['shifted ' + c]:.1f} / {r['im2col ' + c]:.1f}" for c in columns]
+        picks = "shifted" if shifted.shifted_pays(c_in, c_out, 3) else "im2col"
+        print(f"| {c_in} → {c_out}, {h}×{h} | " + " | ".join(cells)
+              + f" | {r['shifted step'] / r['im2col step']:.2f} | {picks} |")
+
+
+if __name__ == "__main__":
+    main()
