@@ -25,12 +25,13 @@ Backward, with G the output gradient:
 When it pays (measured with ``python -m benchmarks.conv_shifted``, numbers in ``benchmarks/RESULTS.md``, issue
 12): the k² GEMMs have inner dimension C instead of im2col's C·k², and BLAS runs a short inner dimension less
 efficiently, while the copies saved grow with the activations, not with C². For RealNVP's 64-channel convs
-(batch 64, 28×28) the shifted GEMMs take the forward from 70 to 27 ms and dx from 60 to 27 ms; at 256 channels
-(14×14) the forward still gains (119 -> 94 ms) but a training step's backward loses more than that (the twin's
-dx and dW share one unfolding); for the thin convs at the ends of a coupling network (2 -> 256 or 256 -> 4
-channels: a GEMM two rows wide) the shifted GEMMs lose 5-15×. Hence the rule, :func:`shifted_pays`: both channel
-counts in [16, 128]; every other conv runs the twin's im2col, which unfolds the side with fewer channels. Cutting
-the columns into cache-sized tiles did not pay (64 channels at 28×28: 0.5 MB tiles 45 ms, 8 MB 33 ms, one 28 ms).
+(batch 64, 28×28) the shifted GEMMs take the forward from 82 to 28 ms, dx from 84 to 28 ms and a training step's
+forward + backward from 200 to 117 ms; at 256 channels (14×14) the forward still gains (143 -> 96 ms) but a
+training step only breaks even (341 -> 328 ms, within this machine's noise); for the thin convs at the ends of a
+coupling network (2 -> 256 or 256 -> 4 channels: a GEMM two rows wide) the shifted GEMMs lose 7-8×. Hence the
+rule, :func:`shifted_pays`: both channel counts in [16, 128]; every other conv runs the twin's im2col, which
+unfolds the side with fewer channels. Cutting the columns into cache-sized tiles did not pay (64 channels at
+28×28: 0.5 MB tiles 45 ms, 8 MB 33 ms, one tile 28 ms).
 """
 import numpy as np
 
