@@ -3,7 +3,7 @@ import os
 
 from benchmarks.workloads import ROOT
 
-SECTION = "## nflow vs PyTorch (issue 7)"
+SECTION = "## nflow vs PyTorch: the runner (issues 7 and 12)"
 
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
