@@ -210,28 +210,27 @@ def target_lines(results):
 def scaling_lines(results):
     """Glow's training step against depth (K = 8, 16, 32 at batch 64) and batch (16, 64, 256 at K = 8): time per
     flow step or per image relative to the K = 8, batch 64 row (1.00 = linear), and nflow / eager at each."""
-    steps = {r["workload"]: r for r in results["speed"] if "train_step" in r["ops"]}
+    steps = {(r["setting"], r["workload"]): r for r in results["speed"] if "train_step" in r["ops"]}
     lines = []
     for setting in dict.fromkeys(r["setting"] for r in results["speed"]):
-        rows = {w: r for w, r in steps.items() if r["setting"] == setting}
-        base = rows.get("glow-mnist")
+        base = steps.get((setting, "glow-mnist"))
         if base is None:
             continue
         base_med = base["ops"]["train_step"]["median"]
         for axis, series in (("depth K", DEPTH_SERIES), ("batch", BATCH_SERIES)):
             cells = []
             for value, workload, scale in series:
-                r = next((x for w, x in rows.items() if w == workload and x["setting"] == setting), None)
+                r = steps.get((setting, workload))
                 if r is None:
                     continue
                 med = r["ops"]["train_step"]["median"]
                 per = {impl: med[impl] / scale / base_med[impl] for impl in ("nflow", "torch")
                        if impl in med and impl in base_med}
-                linear = per.get("nflow")
-                mark = "" if linear is None else (" ✓" if abs(linear - 1) <= SCALING_TOLERANCE else " ✗")
-                cells.append(f"{value}: nflow {per.get('nflow', float('nan')):.2f}{mark}, torch "
-                             f"{per.get('torch', float('nan')):.2f}, nflow/eager "
-                             f"{med['nflow'] / med['torch']:.2f}" if "torch" in med else f"{value}: —")
+                if "nflow" not in per or "torch" not in per:
+                    continue
+                mark = " ✓" if abs(per["nflow"] - 1) <= SCALING_TOLERANCE else " ✗"
+                cells.append(f"{value}: nflow {per['nflow']:.2f}{mark}, torch {per['torch']:.2f}, "
+                             f"nflow/eager {med['nflow'] / med['torch']:.2f}")
             if len(cells) > 1:
                 lines.append(f"- `{setting}`, {axis}: " + "; ".join(cells))
     return lines

@@ -71,3 +71,21 @@ def test_the_conv_algorithm_comparison_runs_and_prints_one_row_per_shape(capsys,
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16 → 16") or
             line.startswith("| 2 → 8")]
     assert len(rows) == 2 and rows[0].endswith("| shifted |") and rows[1].endswith("| im2col |")
+
+
+def test_scaling_lines_read_each_setting_against_its_own_k8_batch64_row():
+    """Time per image (batch) relative to glow-mnist's row of the same setting: 1.00 is linear."""
+    from benchmarks.report import scaling_lines
+
+    def row(setting, workload, nflow, torch):
+        return {"setting": setting, "workload": workload, "ops": {"train_step": {"median": {"nflow": nflow,
+                                                                                            "torch": torch}}}}
+    results = {"speed": [row("default", "glow-mnist", 1.0, 2.0), row("default", "glow-b256", 8.0, 8.0),
+                         row("tuned", "glow-mnist", 0.5, 1.0), row("tuned", "glow-b256", 2.0, 4.0),
+                         row("tuned", "glow-b16", 0.125, 0.25)]}
+    lines = scaling_lines(results)
+    default_batch = next(line for line in lines if line.startswith("- `default`, batch"))
+    tuned_batch = next(line for line in lines if line.startswith("- `tuned`, batch"))
+    assert "256: nflow 2.00 ✗, torch 1.00, nflow/eager 1.00" in default_batch  # 8 s for 4x the images of 1 s
+    assert "256: nflow 1.00 ✓, torch 1.00, nflow/eager 0.50" in tuned_batch
+    assert "16: nflow 1.00 ✓" in tuned_batch and "16:" not in default_batch
