@@ -89,3 +89,15 @@ def test_scaling_lines_read_each_setting_against_its_own_k8_batch64_row():
     assert "256: nflow 2.00 ✗, torch 1.00, nflow/eager 1.00" in default_batch  # 8 s for 4x the images of 1 s
     assert "256: nflow 1.00 ✓, torch 1.00, nflow/eager 0.50" in tuned_batch
     assert "16: nflow 1.00 ✓" in tuned_batch and "16:" not in default_batch
+
+
+def test_conv_by_shape_times_every_conv_of_a_training_step_and_restores_the_kernels(capsys):
+    """benchmarks/conv_by_shape.py on a batch of two: one row per conv shape, and the wrapped kernel functions
+    are the originals again afterwards."""
+    from benchmarks import conv_by_shape
+    from nflow.kernels.dispatch import kernel_module
+    before = kernel_module("conv").forward, kernel_module("bias_relu").backward
+    conv_by_shape.main(["--model", "realnvp", "--batch", "2", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "| conv forward | (64, 64, 3, 28) |" in out and "| everything else |" in out
+    assert (kernel_module("conv").forward, kernel_module("bias_relu").backward) == before
