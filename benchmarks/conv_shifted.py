@@ -1,12 +1,13 @@
 """The CPU convolution's two algorithms side by side on the models' conv shapes: the k² shifted GEMMs
 (``kernels/cpu/conv.py``) against the im2col twin (``kernels/reference/conv.py``), float32, medians after warm-up.
 
-    python -m benchmarks.conv_shifted [--repeats 7] [--batch 64]
+    python -m benchmarks.conv_shifted [--repeats 7] [--batch 64] [--torch]
 
 Per shape: forward alone (log_prob, sampling; the twin unfolds its cheaper side for a forward alone), dx, dW,
 and a training step's forward + backward (the twin on the side a training step uses). The ratio column is
 shifted / im2col for the training step; ``kernels/cpu/conv.py``'s rule (:func:`shifted_pays`) is printed beside
-it. Threads: whatever ``OPENBLAS_NUM_THREADS`` says (the runner uses 2).
+it. Threads: whatever ``OPENBLAS_NUM_THREADS`` says (the runner uses 2). ``--torch`` adds PyTorch's own
+convolution (``torch.nn.functional.conv2d``, NCHW, 2 threads) on the same arrays: forward, and forward + backward.
 """
 import argparse
 import os
@@ -25,11 +26,30 @@ def median_ms(fn, repeats):
     return 1e3 * median_time(fn, repeats)
 
 
-def measure(c_in, c_out, h, batch, repeats, rng):
+def measure_torch(x, w, gy, repeats):
+    """PyTorch's conv2d on the same arrays (NCHW, 'same' padding): forward, and forward + backward."""
+    import torch
+    torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS", "2")))
+    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2, 3))).requires_grad_()
+    tw = torch.from_numpy(w.copy()).requires_grad_()
+    tg = torch.from_numpy(np.ascontiguousarray(gy.transpose(1, 0, 2, 3)))
+    pad = w.shape[2] // 2
+
+    def step():
+        tx.grad = tw.grad = None
+        torch.nn.functional.conv2d(tx, tw, padding=pad).backward(tg)
+
+    with torch.no_grad():
+        forward = median_ms(lambda: torch.nn.functional.conv2d(tx, tw, padding=pad), repeats)
+    return forward, median_ms(step, repeats)
+
+
+def measure(c_in, c_out, h, batch, repeats, rng, with_torch=False):
     x = rng.standard_normal((c_in, batch, h, h)).astype(np.float32)
     w = (0.1 * rng.standard_normal((c_out, c_in, 3, 3))).astype(np.float32)
     gy = rng.standard_normal((c_out, batch, h, h)).astype(np.float32)
-    return {
+    torch_times = measure_torch(x, w, gy, repeats) if with_torch else None
+    return torch_times, {
         "shifted forward": median_ms(lambda: shifted.shifted_forward(x, w), repeats),
         "im2col forward": median_ms(lambda: twin.forward(x, w, backward_follows=False), repeats),
         "shifted dx": median_ms(lambda: shifted.shifted_backward(x, w, gy, need_w=False), repeats),
@@ -47,6 +67,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--torch", action="store_true", help="also time torch.nn.functional.conv2d")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     machine = describe()
@@ -54,15 +75,17 @@ def main(argv=None):
           f"{machine['OpenBLAS threads']} threads; load {os.getloadavg()[0]:.2f}; batch {args.batch}; "
           f"ms, median of {args.repeats}")
     columns = ("forward", "dx", "dW", "step")
+    torch_header = " | torch forward / forward + backward" if args.torch else ""
     print("| C_in → C_out, H×W | " + " | ".join(f"{c}: shifted / im2col" for c in columns)
-          + " | step ratio | rule picks |")
-    print("|---" * (len(columns) + 3) + "|")
+          + f" | step ratio | rule picks{torch_header} |")
+    print("|---" * (len(columns) + 3 + bool(args.torch)) + "|")
     for c_in, c_out, h in SHAPES:
-        r = measure(c_in, c_out, h, args.batch, args.repeats, rng)
+        torch_times, r = measure(c_in, c_out, h, args.batch, args.repeats, rng, with_torch=args.torch)
         cells = [f"{r['shifted ' + c]:.1f} / {r['im2col ' + c]:.1f}" for c in columns]
         picks = "shifted" if shifted.shifted_pays(c_in, c_out, 3) else "im2col"
+        torch_cell = f" | {torch_times[0]:.1f} / {torch_times[1]:.1f}" if torch_times else ""
         print(f"| {c_in} → {c_out}, {h}×{h} | " + " | ".join(cells)
-              + f" | {r['shifted step'] / r['im2col step']:.2f} | {picks} |")
+              + f" | {r['shifted step'] / r['im2col step']:.2f} | {picks}{torch_cell} |")
 
 
 if __name__ == "__main__":
