@@ -120,6 +120,16 @@ def test_without_numpys_blas_every_conv_runs_the_twin(monkeypatch):
     assert not cpu_conv.shifted_pays(64, 64, 3)
 
 
+def test_float16_runs_the_twin_blas_has_no_half_precision_gemm():
+    assert not cpu_conv.shifted_pays(16, 16, 3, np.float16)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((16, 1, 4, 4)).astype(np.float16)
+    wt = (0.1 * rng.standard_normal((16, 16, 3, 3))).astype(np.float16)
+    y = cpu_conv.forward(x, wt)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, ref_conv.forward(x, wt))
+
+
 def test_windowed_gemm_refuses_a_window_outside_its_array_and_mixed_dtypes():
     a, b, c = np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2))
     with pytest.raises(ValueError, match="window of B"):

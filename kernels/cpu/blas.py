@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # the CBLAS enums
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what BLAS has a GEMM for
 # (symbol, integer type): NumPy >= 2 wheels (ILP64, renamed), then the plain names of other builds
 _CANDIDATES = (("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ctypes.c_int64),
                ("scipy_cblas_{}gemm", ctypes.c_int), ("cblas_{}gemm", ctypes.c_int))

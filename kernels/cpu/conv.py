@@ -44,10 +44,10 @@ SHIFTED_MIN_CHANNELS = 16
 SHIFTED_MAX_CHANNELS = 128
 
 
-def shifted_pays(c_in, c_out, k):
+def shifted_pays(c_in, c_out, k, dtype=np.float32):
     """Whether the k² shifted GEMMs run this conv (else the twin's im2col does); never where NumPy's BLAS could
-    not be found (``kernels/cpu/blas.py``)."""
-    return blas.AVAILABLE and k > 1 and all(SHIFTED_MIN_CHANNELS <= c <= SHIFTED_MAX_CHANNELS for c in (c_in, c_out))
+    not be found (``kernels/cpu/blas.py``), nor for a dtype BLAS has no GEMM for (float16)."""
+    return blas.AVAILABLE and np.dtype(dtype) in blas.DTYPES and k > 1 and all(SHIFTED_MIN_CHANNELS <= c <= SHIFTED_MAX_CHANNELS for c in (c_in, c_out))
 
 
 def _padded_matrix(x, p):
@@ -87,7 +87,7 @@ def shifted_forward(x, w):
 def forward(x, w, backward_follows=False):
     """y (O, N, H, W), C-ordered = conv(x (C, N, H, W), w (O, C, k, k)); ``backward_follows`` steers the twin's
     choice of side where the twin runs."""
-    if not shifted_pays(x.shape[0], w.shape[0], w.shape[2]):
+    if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return im2col_conv.forward(x, w, backward_follows)
     return shifted_forward(x, w)
 
@@ -96,7 +96,7 @@ def backward(x, w, gy, need_x=True, need_w=True):
     """(dx, dw) of the convolution for the output gradient gy (O, N, H, W); None where not needed."""
     c, n, h, wd = x.shape
     o, _, k, _ = w.shape
-    if not shifted_pays(c, o, k):
+    if not shifted_pays(c, o, k, x.dtype):
         return im2col_conv.backward(x, w, gy, need_x, need_w)
     return shifted_backward(x, w, gy, need_x, need_w)
 
