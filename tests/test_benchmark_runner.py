@@ -101,3 +101,14 @@ def test_conv_by_shape_times_every_conv_of_a_training_step_and_restores_the_kern
     out = capsys.readouterr().out
     assert "| conv forward | (64, 64, 3, 28) |" in out and "| everything else |" in out
     assert (kernel_module("conv").forward, kernel_module("bias_relu").backward) == before
+
+
+def test_nice_floor_prints_the_step_against_its_own_gemms(capsys, monkeypatch):
+    """benchmarks/nice_floor.py on a small NICE (a smoke run: its figures are for RESULTS.md, not asserted)."""
+    from benchmarks import nice_floor
+    from benchmarks.workloads import WORKLOADS
+    kind, kwargs, batch, ops = WORKLOADS["nice-mnist"]
+    monkeypatch.setitem(WORKLOADS, "nice-mnist", (kind, dict(kwargs, hidden=8, depth=2), batch, ops))
+    nice_floor.main(["--batch", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert all(f"| {part} |" in out for part in ("forward", "backward", "Adam", "step"))
