@@ -94,9 +94,7 @@ def forward(x, w, backward_follows=False):
 
 def backward(x, w, gy, need_x=True, need_w=True):
     """(dx, dw) of the convolution for the output gradient gy (O, N, H, W); None where not needed."""
-    c, n, h, wd = x.shape
-    o, _, k, _ = w.shape
-    if not shifted_pays(c, o, k, x.dtype):
+    if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return im2col_conv.backward(x, w, gy, need_x, need_w)
     return shifted_backward(x, w, gy, need_x, need_w)
 

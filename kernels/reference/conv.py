@@ -96,7 +96,7 @@ def flipped_kernel_matrix(w):
     return w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(c_out * k * k, c_in)
 
 
-def _matrix(a):
+def as_matrix(a):
     """A (C, N, H, W) array, any strides, as the C-ordered (C, N·H·W) matrix (copies only a strided view)."""
     return get_array_module(a).ascontiguousarray(a).reshape(a.shape[0], -1)
 
@@ -107,7 +107,7 @@ def forward(x, w, backward_follows=False):
     c, n, h, wd = x.shape
     c_out, _, k, _ = w.shape
     if unfolds_output(c, c_out, k, backward_follows):
-        return col2im(flipped_kernel_matrix(w) @ _matrix(x), (c_out, n, h, wd), k)
+        return col2im(flipped_kernel_matrix(w) @ as_matrix(x), (c_out, n, h, wd), k)
     return (w.reshape(c_out, c * k * k) @ im2col(x, k)).reshape(c_out, n, h, wd)
 
 
@@ -119,12 +119,12 @@ def backward(x, w, gy, need_x=True, need_w=True):
     if unfolds_output(c, c_out, k, backward_follows=True):
         g = im2col(gy, k)  # (C_out·k², N·H·W)
         if need_w:
-            gwf = g @ _matrix(x).T  # (C_out·k², C_in), rows (o, i, j) of the flipped kernel
+            gwf = g @ as_matrix(x).T  # (C_out·k², C_in), rows (o, i, j) of the flipped kernel
             gw = gwf.reshape(c_out, k, k, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1].copy()
         if need_x:
             gx = (flipped_kernel_matrix(w).T @ g).reshape(x.shape)
     else:
-        g = _matrix(gy)  # (C_out, N·H·W)
+        g = as_matrix(gy)  # (C_out, N·H·W)
         if need_w:
             gw = (g @ im2col(x, k).T).reshape(w.shape)  # Σ over all N·H·W pixels in one GEMM
         if need_x:

@@ -30,12 +30,13 @@ class MLP(Module):
     def __init__(self, in_features, out_features, hidden, depth, dtype=np.float32):
         super().__init__()
         sizes = [in_features] + [hidden] * depth
-        self.hidden = ModuleList([Linear(a, b, dtype=dtype, activation="relu") for a, b in zip(sizes[:-1], sizes[1:])])
+        self.hidden = ModuleList([Linear(a, b, dtype=dtype, activation="relu")  # the ReLU fused into the op
+                                  for a, b in zip(sizes[:-1], sizes[1:])])
         self.out = Linear(sizes[-1], out_features, zero_init=True, dtype=dtype)
 
     def forward(self, x):
         for layer in self.hidden:
-            x = layer(x)  # ReLU fused
+            x = layer(x)
         return self.out(x)
 
 

@@ -31,18 +31,12 @@ than kept.
 """
 from nflow.backend import get_array_module
 from nflow.kernels.dispatch import kernel_module
-from nflow.kernels.reference.conv import batch_major
+from nflow.kernels.reference.conv import as_matrix, batch_major
 from nflow.tensor import Function
 
 LAYOUTS = ("NCHW", "CNHW")
 ACTIVATIONS = (None, "relu")
 CHANNEL_AXIS = {"NCHW": 1, "CNHW": 0}
-
-
-def _matrix(a):
-    """A (C, N, H, W) array, any strides, as the C-ordered (C, N·H·W) matrix (copies only a strided view)."""
-    c = a.shape[0]
-    return get_array_module(a).ascontiguousarray(a).reshape(c, -1)
 
 
 class Conv2d(Function):
@@ -102,7 +96,7 @@ class Conv2d(Function):
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
         gb = None
         if self.activation == "relu":  # gc becomes the gradient of the pre-activation; the bias's comes with it
-            gz, gb = self.epilogue.backward(self.saved[2].reshape(c_out, -1), _matrix(gc))
+            gz, gb = self.epilogue.backward(self.saved[2].reshape(c_out, -1), as_matrix(gc))
             gc = gz.reshape(gc.shape)
         elif need_b:
             gb = gc.sum(axis=(1, 2, 3))
