@@ -73,15 +73,22 @@ def _shifted_products(xpad, wk, out_rows):
     return y
 
 
+def _kernel_blocks(w):
+    """(O, C, k, k) -> (k, k, O, C), C-ordered: each W_ij a contiguous (O, C) matrix."""
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1))
+
+
+def _corner(y, h, w):
+    """The convolution out of the anchor grid: its [:, :, :H, :W] corner, C-ordered."""
+    return np.ascontiguousarray(y[:, :, :h, :w])
+
+
 def shifted_forward(x, w):
     """The stride-1 'same' correlation of x (C, N, H, W) with w (O, C, k, k), k > 1, by the shifted GEMMs: a
     C-ordered (O, N, H, W) array."""
-    c, n, h, wd = x.shape
-    o, _, k, _ = w.shape
-    p = k // 2
-    wk = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (k, k, O, C): W_ij contiguous
-    y = _shifted_products(_padded_matrix(x, p), wk, o)
-    return np.ascontiguousarray(y[:, :, :h, :wd])
+    _, _, h, wd = x.shape
+    y = _shifted_products(_padded_matrix(x, w.shape[2] // 2), _kernel_blocks(w), w.shape[0])
+    return _corner(y, h, wd)
 
 
 def forward(x, w, backward_follows=False):
@@ -100,22 +107,28 @@ def backward(x, w, gy, need_x=True, need_w=True):
 
 
 def shifted_backward(x, w, gy, need_x=True, need_w=True):
-    """(dx, dw) by the shifted GEMMs (k > 1): dx a shifted correlation of gy, dW_ij one long GEMM each."""
+    """(dx, dw) by the shifted GEMMs (k > 1): dx a shifted correlation of gy, dW_ij one long GEMM each.
+
+    Both read gy padded once: dx as the correlation's input, dW as G on the anchor grid, which is the same buffer
+    read p·Wp + p elements in (anchor (h, w) of the grid is the padded pixel (h + p, w + p); every anchor outside
+    the images lands on a zero of the padding, of its own image or of the next one's top rows).
+    """
     c, n, h, wd = x.shape
     o, _, k, _ = w.shape
-    gx = shifted_forward(gy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)) if need_x else None
+    p = k // 2
+    hp, wp = h + 2 * p, wd + 2 * p
+    gpad = _padded_matrix(gy, p)
+    gx = None
+    if need_x:  # w'[c, o, i, j] = w[o, c, k-1-i, k-1-j]
+        gx = _corner(_shifted_products(gpad, _kernel_blocks(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), c), h, wd)
     if not need_w:
         return gx, None
-    p = k // 2
     xpad = _padded_matrix(x, p)
-    hp, wp = h + 2 * p, wd + 2 * p
     total = n * hp * wp
     anchors = total - (k - 1) * (wp + 1)
-    ga = np.zeros((o, n, hp, wp), dtype=gy.dtype)  # G on the anchor grid: 0 on the anchors outside the images
-    ga[:, :, :h, :wd] = gy
     gwk = np.empty((k, k, o, c), dtype=x.dtype)
     for i in range(k):
-        for j in range(k):  # dW_ij = Ga[:, :M] · X[:, i·Wp + j : i·Wp + j + M]ᵀ
-            gemm(o, c, anchors, ga, total, xpad, total, gwk, c, b_offset=i * wp + j, c_offset=(i * k + j) * o * c,
-                 trans_b=True)
+        for j in range(k):  # dW_ij = Ga[:, :M] · X[:, i·Wp + j : i·Wp + j + M]ᵀ, Ga = gpad from p·Wp + p on
+            gemm(o, c, anchors, gpad, total, xpad, total, gwk, c, a_offset=p * wp + p, b_offset=i * wp + j,
+                 c_offset=(i * k + j) * o * c, trans_b=True)
     return gx, np.ascontiguousarray(gwk.transpose(2, 3, 0, 1))
