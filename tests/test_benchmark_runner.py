@@ -112,3 +112,12 @@ def test_nice_floor_prints_the_step_against_its_own_gemms(capsys, monkeypatch):
     nice_floor.main(["--batch", "2", "--repeats", "1"])
     out = capsys.readouterr().out
     assert all(f"| {part} |" in out for part in ("forward", "backward", "Adam", "step"))
+
+
+def test_conv_cold_prints_the_four_conditions(capsys):
+    """benchmarks/conv_cold.py on a batch of one (a smoke run: its figures are for RESULTS.md, not asserted)."""
+    from benchmarks import conv_cold
+    conv_cold.main(["--batch", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert all(f"| {label} |" in out for label in ("back to back", "after a 64 MB sweep", "after a Numba pass",
+                                                   "after 5 ms idle"))
