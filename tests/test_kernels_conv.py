@@ -16,7 +16,6 @@ from nflow.kernels.reference import conv as ref_conv
 
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 needs_blas = pytest.mark.skipif(not blas.AVAILABLE, reason=f"windowed GEMM unavailable: {blas.UNAVAILABLE_REASON}")
-pytestmark = needs_blas
 
 
 def _close(got, want, dtype):
@@ -24,6 +23,7 @@ def _close(got, want, dtype):
     np.testing.assert_allclose(got, want, rtol=0, atol=RTOL[dtype] * scale)
 
 
+@needs_blas
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 3), c_in=st.integers(1, 5), c_out=st.integers(1, 5), h=st.integers(1, 7),
@@ -43,6 +43,7 @@ def test_shifted_gemm_convolution_matches_the_im2col_twin(dtype, n, c_in, c_out,
     _close(gw, gw_ref, dtype)
 
 
+@needs_blas
 def test_the_anchor_margins_never_leak_between_images():
     """Each image alone gives the same output as in the batch: the dropped anchors (right and bottom margins,
     which mix neighbouring images) must not reach the kept corner, nor their gradient the weights."""
@@ -60,6 +61,7 @@ def test_the_anchor_margins_never_leak_between_images():
     np.testing.assert_allclose(gw, gw_sum, rtol=1e-12, atol=1e-12)
 
 
+@needs_blas
 def test_reads_a_strided_view():
     """An NCHW array seen as CNHW (a transposed view) is read as it lies."""
     rng = np.random.default_rng(4)
@@ -72,12 +74,14 @@ def test_reads_a_strided_view():
         _close(got, want, np.float64)
 
 
+@needs_blas
 def test_only_the_gradients_asked_for_are_made():
     x, wt, gy = np.ones((2, 1, 3, 3)), np.ones((2, 2, 3, 3)), np.ones((2, 1, 3, 3))
     assert cpu_conv.shifted_backward(x, wt, gy, need_x=False)[0] is None
     assert cpu_conv.shifted_backward(x, wt, gy, need_w=False)[1] is None
 
 
+@needs_blas
 @pytest.mark.parametrize("c_in, c_out, k, shifted", [
     (16, 16, 3, True), (64, 64, 3, True), (128, 16, 3, True),  # RealNVP's hidden convs
     (2, 64, 3, False), (64, 2, 3, False), (256, 256, 3, False), (64, 64, 1, False),  # thin, wide, 1x1
@@ -96,6 +100,7 @@ def test_the_cpu_family_runs_the_shifted_gemms_only_where_they_measured_faster(c
     assert ran == (["forward", "backward"] if shifted else [])
 
 
+@needs_blas
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_windowed_gemm_accumulates_into_a_window_of_c(dtype, trans_a, trans_b):
@@ -130,6 +135,7 @@ def test_float16_runs_the_twin_blas_has_no_half_precision_gemm():
     np.testing.assert_array_equal(y, ref_conv.forward(x, wt))
 
 
+@needs_blas
 def test_windowed_gemm_refuses_a_window_outside_its_array_and_mixed_dtypes():
     a, b, c = np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2))
     with pytest.raises(ValueError, match="window of B"):
@@ -140,6 +146,7 @@ def test_windowed_gemm_refuses_a_window_outside_its_array_and_mixed_dtypes():
         blas.gemm(2, 2, 3, np.ones((3, 2)).T, 3, b, 2, c, 2)  # not C-ordered
 
 
+@needs_blas
 @pytest.mark.parametrize("layout", ["NCHW", "CNHW"])
 def test_conv2d_op_on_the_cpu_backend_runs_the_shifted_gemms_and_matches_the_numpy_backend(layout, monkeypatch):
     """The op end to end (bias, fused ReLU, both layouts) where the rule picks the shifted GEMMs: values and all

@@ -47,7 +47,10 @@ def _numpy_blas():
     """{dtype: (cblas_?gemm, its integer type)} from NumPy's BLAS, or (None, why not)."""
     np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure NumPy's BLAS is loaded
     for path in _loaded_blas_paths():
-        library = ctypes.CDLL(path)
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:  # mapped but not loadable again by name (replaced on disk, say): look further
+            continue
         for pattern, integer in _CANDIDATES:
             try:
                 routines = {np.dtype(np.float32): getattr(library, pattern.format("s")),
