@@ -8,7 +8,7 @@ LAYERS = ("core", "kernels", "ops", "nn", "flows", "models", "train", "cli")  # 
 # the layer of every top-level name under nflow/ (kernels/ installs as nflow.kernels)
 LAYER_OF = {
     "tensor": "core", "backend": "core", "random": "core", "atomic": "core", "metrics": "core",
-    "finite_differences": "core", "errors": "core", "graph": "core", "distributed": "core",
+    "finite_differences": "core", "errors": "core", "graph": "core", "distributed": "core", "heap": "core",
     "kernels": "kernels",
     "ops": "ops", "functional": "ops", "gradcheck": "ops",
     "nn": "nn", "optim": "nn",

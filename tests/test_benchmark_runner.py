@@ -121,3 +121,29 @@ def test_conv_cold_prints_the_four_conditions(capsys):
     out = capsys.readouterr().out
     assert all(f"| {label} |" in out for label in ("back to back", "after a 64 MB sweep", "after a Numba pass",
                                                    "after 5 ms idle"))
+
+
+def test_freed_memory_child_reports_a_step_and_the_table_survives_a_failed_child(capsys, monkeypatch):
+    """benchmarks/freed_memory.py: a child on a small NICE in-process (glibc's defaults, so this process is left
+    as it is), then the parent's table from stand-in children, one of which failed (a smoke run: the figures are
+    for RESULTS.md, not asserted)."""
+    import json
+
+    from benchmarks import freed_memory
+    from benchmarks.workloads import WORKLOADS
+    kind, kwargs, batch, ops = WORKLOADS["nice-mnist"]
+    monkeypatch.setitem(WORKLOADS, "nice-mnist", (kind, dict(kwargs, hidden=8, depth=2), 2, ops))
+    freed_memory.child("nice-mnist", steps=1, keep=False)
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["ms"] > 0 and result["peak_mib"] > 0 and result["kept"] is False
+
+    def stand_in(workload, steps, keep):
+        if workload == "glow-b16":
+            return {"error": "child exit -9: Killed"}
+        return {"ms": 100.0 if keep else 150.0, "kept": keep, "why": "", "peak_mib": 10.0}
+
+    monkeypatch.setattr(freed_memory, "run_child", stand_in)
+    freed_memory.main(["--workloads", "glow-b16", "nice-mnist", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "| glow-b16 (16) | failed: child exit -9: Killed |" in out
+    assert "| nice-mnist (2) | 150 | 100 | 1.50 | 10 / 10 |" in out
