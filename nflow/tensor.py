@@ -222,6 +222,13 @@ class Function:
     """
 
     generation = 0
+    # Set by the walk before each backward: for each output gradient, whether nothing else refers to its memory
+    owned_grads = ()
+
+    def may_overwrite(self, i):
+        """Whether ``backward`` may write into its ``i``-th incoming gradient: the walk found that nothing but
+        the call refers to its memory (see ``_unshared``). False when backward is called by hand."""
+        return i < len(self.owned_grads) and self.owned_grads[i]
 
     def __call__(self, *inputs):
         inputs = tuple(_to_tensor_input(x, inputs) for x in inputs)
@@ -300,15 +307,10 @@ def _backprop(root, seed, retain_graph):
         if getattr(fn, "freed", False):
             raise RuntimeError(f"backward through {fn.name} whose graph was already freed by an earlier "
                                "backward(); call the first backward with retain_graph=True to go through twice")
-        gys = []
-        for ref, (shape, dtype) in zip(fn.outputs, fn.output_meta):
-            out = ref()
-            gy = grads.pop(id(out), (None, None))[1] if out is not None else None
-            if gy is None:  # an output nobody used: its gradient is zero
-                xp = get_array_module(fn.inputs[0].data)
-                gy = xp.zeros(shape, dtype=dtype)
-            gys.append(gy)
+        gys = _incoming_gradients(fn, grads)
+        fn.owned_grads = _unshared(gys)  # which of them backward may overwrite (Function.may_overwrite)
         gxs = fn.backward(*gys)
+        del gys
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         if len(gxs) != len(fn.inputs):
@@ -324,32 +326,58 @@ def _backprop(root, seed, retain_graph):
                 pending = grads.get(id(x))
                 grads[id(x)] = (x, gx if pending is None else pending[1] + gx)
                 push(x.creator)
+        # drop this frame's hold on the gradients passed on, so that the node receiving one next finds the grads
+        # dict the only holder and may overwrite it (Function.may_overwrite); it also frees a summed-away one
+        gxs = gx = pending = None
         if not retain_graph:
             fn.release()
+
+
+def _incoming_gradients(fn, grads):
+    """The tuple of gradients ``fn.backward`` receives, one per output, taken out of ``grads`` (zeros for an
+    output nobody used). Built in this frame, so that on return the tuple is all that refers to them."""
+    gys = []
+    for ref, (shape, dtype) in zip(fn.outputs, fn.output_meta):
+        out = ref()
+        gy = grads.pop(id(out), (None, None))[1] if out is not None else None
+        if gy is None:  # an output nobody used: its gradient is zero
+            xp = get_array_module(fn.inputs[0].data)
+            gy = xp.zeros(shape, dtype=dtype)
+        gys.append(gy)
+    return tuple(gys)
 
 
 def _reference_counts(arrays):
     return [sys.getrefcount(a) for a in arrays]
 
 
-# What _reference_counts reports for an array that only its tuple refers to, measured on this interpreter with the
-# same function, so the comparison below holds whatever the interpreter's own counting adds.
+def _base_reference_count(a):
+    return sys.getrefcount(a.base)
+
+
+# What the two functions above report for an array that only its tuple refers to, and for the owner of a view's
+# memory that only the view refers to, measured on this interpreter with the same functions, so the comparisons
+# below hold whatever the interpreter's own counting adds.
 _ONLY_IN_ITS_TUPLE = _reference_counts((np.empty(0),))[0]
+_ONLY_AS_A_BASE = _base_reference_count(np.empty(4).reshape(2, 2))
 
 
-def _unshared(gxs):
-    """For each array of the tuple ``gxs`` an op's backward returned: whether the walk may keep it as a leaf's
-    ``.grad`` without copying it.
+def _unshared(arrays):
+    """For each array of the tuple ``arrays`` (the gradients an op's backward returned, or those it receives):
+    whether nobody else can see its memory, so that the walk may keep it as a leaf's ``.grad`` without a copy and
+    an op may overwrite an incoming gradient in place.
 
-    True only when the array owns its memory (not a view: another view of the same memory could be alive) and
-    nothing but the tuple refers to it: not the incoming gradient the op may have passed on (x + y returns gy
-    for both), not a second entry of the same tuple, not an array the op saved or a kernel keeps as workspace,
-    not the user's seed. Then no one else can see it change when a later gradient is added into it in place.
-    Copying was the safe default and cost NICE's training step 30 ms of 134 (49 copies, 77 MB; issue 12).
+    True only when nothing but the tuple refers to the array — not the incoming gradient an op passed on
+    (x + y returns gy for both), not a second entry of the same tuple, not an array an op saved or a kernel keeps
+    as workspace, not the user's seed — and its memory is its own: it owns it, or it is a view (a reshape of a
+    GEMM's fresh result, say) whose owner nothing else refers to, so no other view of that memory is alive.
+    Read-only arrays are never given away. Copying was the safe default and cost NICE's training step 30 ms of
+    134 (49 copies, 77 MB; issue 12).
     """
-    counts = _reference_counts(gxs)
-    return [a is not None and getattr(a, "base", True) is None and count == _ONLY_IN_ITS_TUPLE
-            for a, count in zip(gxs, counts)]
+    counts = _reference_counts(arrays)
+    return [a is not None and count == _ONLY_IN_ITS_TUPLE and getattr(a.flags, "writeable", True)  # CuPy: no flag
+            and (a.base is None or _base_reference_count(a) == _ONLY_AS_A_BASE)
+            for a, count in zip(arrays, counts)]
 
 
 def _check_grad(fn, x, gx):

@@ -145,6 +145,74 @@ def test_one_array_returned_for_two_leaves_gives_each_its_own_grad():
     np.testing.assert_array_equal(b.grad, [1.0, 1.0])
 
 
+def _fresh_view(op, gy):
+    g = (gy * 2.0).reshape(-1)  # a view whose owner (the product) nothing else refers to
+    op.fresh_id = id(g)
+    return g.reshape(gy.shape)
+
+
+def _view_of_kept(op, gy):
+    op.kept = gy * 2.0  # the owner stays alive on the op
+    return op.kept.reshape(-1).reshape(gy.shape)
+
+
+def test_a_view_of_a_fresh_buffer_nobody_else_holds_becomes_grad_without_a_copy():
+    x = leaf([1.0, 2.0])
+    op = _Returns(lambda op, gy: _fresh_view(op, gy))
+    op(x).backward(np.array([1.0, 1.0]))
+    assert x.grad.base is not None  # kept as it came: still the view
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+
+
+def test_a_view_of_a_buffer_the_op_keeps_is_copied():
+    x = leaf([1.0, 2.0])
+    op = _Returns(_view_of_kept)
+    op(x).backward(np.array([1.0, 1.0]))
+    assert not np.shares_memory(x.grad, op.kept)
+
+
+class _Records(Function):
+    """y = 2x; backward records whether the walk let it overwrite its incoming gradient, and then does."""
+
+    def forward(self, x):
+        return 2.0 * x
+
+    def backward(self, gy):
+        self.could_overwrite = self.may_overwrite(0)
+        if self.could_overwrite:
+            gy *= 2.0
+            return gy
+        return 2.0 * gy
+
+
+def test_an_op_may_overwrite_an_incoming_gradient_only_the_walk_holds():
+    x = leaf([1.0, 2.0])
+    op = _Records()
+    F.exp(op(x)).backward(np.array([1.0, 1.0]))  # exp's gradient is a fresh array: op receives it alone
+    assert op.could_overwrite
+    np.testing.assert_allclose(x.grad, 2.0 * np.exp(2.0 * np.array([1.0, 2.0])))
+
+
+def test_an_incoming_gradient_shared_with_another_pending_input_is_not_overwritten():
+    """out = 2x + a with a non-leaf a: Add hands the same gy to both branches, so whichever branch runs first
+    must not overwrite it; a's gradient stays r, whatever order the walk takes."""
+    x, p = leaf([1.0, 2.0]), leaf([0.5, -0.5])
+    op = _Records()
+    a = F.exp(p)
+    r = np.array([3.0, 5.0])
+    F.sum((op(x) + a) * r).backward()
+    np.testing.assert_allclose(p.grad, r * np.exp([0.5, -0.5]))
+    np.testing.assert_allclose(x.grad, 2.0 * r)
+    q, y = leaf([0.5, -0.5]), leaf([1.0, 2.0])
+    second = _Records()
+    F.sum((F.exp(q) + second(y)) * r).backward()  # the other order of the two inputs
+    np.testing.assert_allclose(q.grad, r * np.exp([0.5, -0.5]))
+
+
+def test_an_op_called_by_hand_may_not_overwrite():
+    assert not _Records().may_overwrite(0)
+
+
 def test_diamond_graph_sums_both_paths():
     """x feeds two branches that meet again: z = exp(x) · x²  ->  dz/dx = exp(x) x² + 2x exp(x)."""
     x = leaf([0.3, -1.2])

@@ -42,6 +42,41 @@ def test_kernel_matches_twin(dtype, c, m, seed):
     np.testing.assert_allclose(gb, gb_ref, rtol=0, atol=max(m, 1) * 4 * EPS[dtype] * max(np.abs(g).max(initial=0), 1))
 
 
+@pytest.mark.parametrize("module", [cpu_bias_relu, ref_bias_relu], ids=["numba", "numpy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=15)
+@given(c=st.integers(1, 5), m=st.integers(0, 70), seed=st.integers(0, 2 ** 32 - 1))
+def test_backward_into_gy_itself_or_a_given_array_equals_a_fresh_one(module, dtype, c, m, seed):
+    """out=gy (the op's in-place path, a separate loop in the Numba kernel) and out=another array give exactly
+    what the fresh-array call gives, and write where they were told to."""
+    rng = np.random.default_rng(seed)
+    y = np.maximum(rng.standard_normal((c, m)), 0).astype(dtype)
+    gy = rng.standard_normal((c, m)).astype(dtype)
+    want_g, want_gb = module.backward(y, gy.copy())
+    gy_inplace = gy.copy()
+    g, gb = module.backward(y, gy_inplace, out=gy_inplace)
+    assert g is gy_inplace
+    np.testing.assert_array_equal(g, want_g)
+    np.testing.assert_array_equal(gb, want_gb)
+    given = np.full_like(gy, np.nan)
+    g, gb = module.backward(y, gy, out=given)
+    assert g is given
+    np.testing.assert_array_equal(g, want_g)
+    np.testing.assert_array_equal(gb, want_gb)
+
+
+@pytest.mark.parametrize("module", [cpu_bias_relu, ref_bias_relu], ids=["numba", "numpy"])
+def test_backward_refuses_an_out_that_overlaps_gy_or_does_not_fit(module):
+    buffer = np.zeros(17)
+    gy, shifted = buffer[:16].reshape(2, 8), buffer[1:].reshape(2, 8)  # one element apart in the same memory
+    with pytest.raises(ValueError, match="gy itself or memory apart"):
+        module.backward(np.zeros((2, 8)), gy, out=shifted)
+    with pytest.raises(ValueError, match="out must be C-ordered|must be C-ordered"):
+        module.backward(np.zeros((2, 8)), np.zeros((2, 8)), out=np.zeros((8, 2)).T)
+    with pytest.raises(TypeError, match="out is float32"):
+        module.backward(np.zeros((2, 8)), np.zeros((2, 8)), out=np.zeros((2, 8), dtype=np.float32))
+
+
 def test_twin_is_the_definition():
     rng = np.random.default_rng(1)
     z, b, gy = rng.standard_normal((3, 7)), rng.standard_normal(3), rng.standard_normal((3, 7))

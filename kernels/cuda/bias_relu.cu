@@ -20,8 +20,10 @@ extern "C" __global__ void bias_relu_forward(real_t* __restrict__ z, const real_
     }
 }
 
-extern "C" __global__ void bias_relu_backward(const real_t* __restrict__ y, const real_t* __restrict__ gy,
-                                              real_t* __restrict__ g, real_t* __restrict__ gb, long long m) {
+// gy and g may be one buffer (the host passes gy as g when the caller owns it): neither is __restrict__, and
+// each element is read before the same thread writes it.
+extern "C" __global__ void bias_relu_backward(const real_t* __restrict__ y, const real_t* gy, real_t* g,
+                                              real_t* __restrict__ gb, long long m) {
     long long base = (long long)blockIdx.y * m;
     real_t partial = (real_t)0;
     for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < m; j += (long long)gridDim.x * blockDim.x) {

@@ -22,15 +22,17 @@ def forward(z, b):
     return z
 
 
-def backward(y, gy):
-    """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g."""
+def backward(y, gy, out=None):
+    """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g, written into ``out`` where given (gy itself
+    allowed: each thread reads its elements before writing them, and the kernel does not declare the two
+    pointers ``__restrict__``)."""
     import cupy as cp
-    check_backward(y, gy)
+    check_backward(y, gy, out)
     if y.shape[0] > loader.MAX_BLOCKS:
         raise ValueError(f"bias-relu kernel (cupy): one grid row per channel, at most {loader.MAX_BLOCKS}, "
                          f"got {y.shape[0]}")
     y, gy = cp.ascontiguousarray(y), cp.ascontiguousarray(gy)
-    g = cp.empty_like(gy)
+    g = cp.empty_like(gy) if out is None else out
     gb = cp.zeros((y.shape[0],), dtype=y.dtype)
     kern = loader.function(SOURCE, "bias_relu_backward", y.dtype)
     grid = (min(loader.blocks(y.shape[1]), 1024), y.shape[0])

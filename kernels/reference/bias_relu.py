@@ -13,7 +13,8 @@ NaN is not swallowed: max(NaN, 0) is NaN here as in ``numpy.maximum``, so a dive
 loss instead of being clipped to 0.
 
 Arrays: z, y, gy of shape (C, M), one float dtype; b of shape (C,). ``forward`` overwrites its input z (the
-convolution owns that buffer) and returns it. Cost: O(C·M), memory-bound. :func:`check_forward` and
+convolution owns that buffer) and returns it; ``backward`` writes g into ``out`` where given, gy itself when the
+caller owns it (one 4-byte stream fewer than a fresh g, which is read for ownership before it is written). Cost: O(C·M), memory-bound. :func:`check_forward` and
 :func:`check_backward` are the contract every implementation checks first.
 """
 from nflow.backend import get_array_module
@@ -36,12 +37,21 @@ def check_forward(z, b):
     require_c_order(FAMILY, "z", z)
 
 
-def check_backward(y, gy):
-    """y: float32/float64 (C, M); gy: y's shape and dtype."""
+def check_backward(y, gy, out=None):
+    """y: float32/float64 (C, M); gy: y's shape and dtype; ``out``, where given: the same, C-ordered, and gy
+    itself or apart from it."""
     require_float(FAMILY, "y", y)
     _check_rows("gy", gy, y.shape[0], y.dtype)
     if gy.shape != y.shape:
         raise ValueError(f"{FAMILY} kernel: gy {tuple(gy.shape)} and y {tuple(y.shape)} must match")
+    if out is not None:
+        _check_rows("out", out, y.shape[0], y.dtype)
+        if out.shape != y.shape:
+            raise ValueError(f"{FAMILY} kernel: out {tuple(out.shape)} and y {tuple(y.shape)} must match")
+        require_c_order(FAMILY, "out", out)
+        if out is not gy and get_array_module(out).may_share_memory(out, gy):
+            raise ValueError(f"{FAMILY} kernel: out must be gy itself or memory apart from it, not an overlapping "
+                             "view")
 
 
 def forward(z, b):
@@ -53,8 +63,10 @@ def forward(z, b):
     return z
 
 
-def backward(y, gy):
-    """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g."""
-    check_backward(y, gy)
-    g = gy * (y > 0)
+def backward(y, gy, out=None):
+    """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g. g is written into ``out`` where given, which may
+    be gy itself (each element is read before it is written): the op does so when it owns gy."""
+    check_backward(y, gy, out)
+    xp = get_array_module(y)
+    g = xp.multiply(gy, y > 0, out=out)
     return g, g.sum(axis=1)

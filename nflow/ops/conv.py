@@ -96,7 +96,11 @@ class Conv2d(Function):
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
         gb = None
         if self.activation == "relu":  # gc becomes the gradient of the pre-activation; the bias's comes with it
-            gz, gb = self.epilogue.backward(self.saved[2].reshape(c_out, -1), as_matrix(gc))
+            g = as_matrix(gc)
+            # written in place where gy's memory is ours: the walk says nobody else refers to it, or as_matrix
+            # has just copied a strided view (NCHW layout)
+            ours = self.may_overwrite(0) or not get_array_module(g).may_share_memory(g, gy)
+            gz, gb = self.epilogue.backward(self.saved[2].reshape(c_out, -1), g, out=g if ours else None)
             gc = gz.reshape(gc.shape)
         elif need_b:
             gb = gc.sum(axis=(1, 2, 3))
