@@ -27,8 +27,8 @@ import platform
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 # The thresholds asked for: 1 GiB before a block is mmapped, 2 GiB of free heap top before it is trimmed (the values
-# the benchmark runner's "tuned" setting puts in the environment). glibc before 2.35 refuses an mmap threshold
-# above 32 MiB (HEAP_MAX_SIZE / 2 on 64-bit), so that is tried next.
+# the benchmark runner's "tuned" setting puts in the environment). Older glibc refuses an mmap threshold above
+# HEAP_MAX_SIZE / 2 (32 MiB on 64-bit; 2.36 here takes 1 GiB), so that is tried next.
 MMAP_THRESHOLDS = (1 << 30, 32 << 20)
 TRIM_THRESHOLD = 1 << 31
 ENVIRONMENT_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
