@@ -375,9 +375,16 @@ def _unshared(arrays):
     134 (49 copies, 77 MB; issue 12).
     """
     counts = _reference_counts(arrays)
-    return [a is not None and count == _ONLY_IN_ITS_TUPLE and getattr(a.flags, "writeable", True)  # CuPy: no flag
-            and (a.base is None or _base_reference_count(a) == _ONLY_AS_A_BASE)
-            for a, count in zip(arrays, counts)]
+    return [count == _ONLY_IN_ITS_TUPLE and _memory_of_its_own(a) for a, count in zip(arrays, counts)]
+
+
+def _memory_of_its_own(a):
+    """Whether ``a`` is a writable array whose memory no other live array can reach (see :func:`_unshared`).
+    Anything else an op may wrongly return (a list, a number) is not: ``_check_grad`` then names the op."""
+    flags = getattr(a, "flags", None)
+    if flags is None or not hasattr(a, "base") or not getattr(flags, "writeable", True):  # CuPy has no such flag
+        return False
+    return a.base is None or _base_reference_count(a) == _ONLY_AS_A_BASE
 
 
 def _check_grad(fn, x, gx):

@@ -209,6 +209,14 @@ def test_an_incoming_gradient_shared_with_another_pending_input_is_not_overwritt
     np.testing.assert_allclose(q.grad, r * np.exp([0.5, -0.5]))
 
 
+def test_a_backward_returning_something_not_an_array_is_named_not_a_traceback_from_the_walk():
+    """A fresh list has the reference count of an unshared array: the ownership rule must not touch its attributes
+    before _check_grad names the op."""
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match=r"_Returns.backward returned a gradient of shape <class 'list'>"):
+        _Returns(lambda op, gy: [1.0, 2.0])(x).backward(np.array([1.0, 1.0]))
+
+
 def test_an_op_called_by_hand_may_not_overwrite():
     assert not _Records().may_overwrite(0)
 

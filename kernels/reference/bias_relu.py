@@ -14,8 +14,9 @@ loss instead of being clipped to 0.
 
 Arrays: z, y, gy of shape (C, M), one float dtype; b of shape (C,). ``forward`` overwrites its input z (the
 convolution owns that buffer) and returns it; ``backward`` writes g into ``out`` where given, gy itself when the
-caller owns it (one 4-byte stream fewer than a fresh g, which is read for ownership before it is written). Cost: O(C·M), memory-bound. :func:`check_forward` and
-:func:`check_backward` are the contract every implementation checks first.
+caller owns it (one stream fewer than a fresh g, which is read for ownership before it is written). Cost: O(C·M),
+memory-bound. :func:`check_forward` and :func:`check_backward` are the contract every implementation checks
+first.
 """
 from nflow.backend import get_array_module
 from nflow.kernels.contract import require_c_order, require_float
