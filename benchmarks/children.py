@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.workloads import LR, SAMPLES, THREADS, TORCH_FUSED_ADAM, WORKLOADS, mnist_batch
+from benchmarks.workloads import LR, SAMPLES, THREADS, TORCH_FUSED_ADAM, WORKLOADS, mnist_batch, seeded_model
 
 # ============================================================================================ shared helpers
 def _load_avg():
@@ -97,11 +97,10 @@ def child_speed(workload, repeats, warmup, use_compile, batch=None, samples=SAMP
     import nflow.functional as F
     import torch
     from benchmarks.weights import torch_twin
-    from nflow.models import NICE, Glow, RealNVP
     from nflow.optim import Adam
 
     torch.set_num_threads(THREADS)
-    kind, kwargs, full_batch, ops = WORKLOADS[workload]
+    _, _, full_batch, ops = WORKLOADS[workload]
     batch = batch or full_batch
     out = {"workload": workload, "batch": batch, "samples": samples, "ops": {}, "load_start": _load_avg(),
            "nflow_backend": nflow.get_backend(), "torch_threads": torch.get_num_threads()}
@@ -115,8 +114,7 @@ def child_speed(workload, repeats, warmup, use_compile, batch=None, samples=SAMP
     out["gemm_numpy"] = numpy_gemm_gflops()
     out["gemm_torch"] = torch_gemm_gflops()
 
-    nflow.seed(0)
-    model = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}[kind](**kwargs)
+    model = seeded_model(workload)
     x_np, out["data"] = mnist_batch(batch)
     with nflow.no_grad():
         model.log_prob(x_np)  # ActNorm's data-dependent initialisation (Glow), training mode
@@ -260,12 +258,10 @@ def child_profile(workload, batch, samples, top=40):
 
     import nflow
     import nflow.functional as F
-    from nflow.models import NICE, Glow, RealNVP
     from nflow.optim import Adam
 
-    kind, kwargs, _, ops = WORKLOADS[workload]
-    nflow.seed(0)
-    model = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}[kind](**kwargs)
+    ops = WORKLOADS[workload][3]
+    model = seeded_model(workload)
     x_np, _ = mnist_batch(batch)
     opt = Adam(model.parameters(), lr=LR)
 

@@ -30,21 +30,15 @@ def child(workload, steps, keep):
     """Runs in a fresh process: one JSON line with the median step (ms) and the peak RSS (MiB)."""
     from nflow.heap import keep_freed_memory
 
-    kept = keep_freed_memory() if keep else (False, "glibc defaults")
+    kept = keep_freed_memory() if keep else (False, "glibc defaults")  # before NumPy allocates anything
     import resource
 
-    import numpy as np
-
-    import nflow
     import nflow.functional as F
-    from benchmarks.workloads import LR, mnist_batch
-    from nflow.models import NICE, Glow, RealNVP
+    from benchmarks.workloads import LR, mnist_batch, seeded_model
     from nflow.optim import Adam
 
-    kind, kwargs, batch, _ = WORKLOADS[workload]
-    nflow.seed(0)
-    model = {"glow": Glow, "realnvp": RealNVP, "nice": NICE}[kind](**kwargs)
-    x, _ = mnist_batch(batch)
+    model = seeded_model(workload)
+    x, _ = mnist_batch(WORKLOADS[workload][2])
     optimizer = Adam(model.parameters(), lr=LR)
 
     def step():

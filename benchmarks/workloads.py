@@ -55,6 +55,17 @@ def setting_unavailable(setting, flags):
     return None
 
 
+def seeded_model(workload):
+    """The workload's nflow model, built after ``nflow.seed(0)`` so every script gets the same weights (in the
+    current backend: call it inside ``nflow.backend(...)`` for another)."""
+    import nflow
+    from nflow.models import NICE, Glow, RealNVP
+
+    kind, kwargs, _, _ = WORKLOADS[workload]
+    nflow.seed(0)
+    return {"glow": Glow, "realnvp": RealNVP, "nice": NICE}[kind](**kwargs)
+
+
 def mnist_batch(n, seed=0):
     """n dequantized MNIST training images in [0, 1) as float32 (N, 1, 28, 28), read from the IDX file in
     ``$NFLOW_DATA``; uniform noise when it does not hold it (said in the output)."""
