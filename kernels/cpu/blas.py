@@ -15,9 +15,18 @@ the other's worked; with one thread each there was nothing to fight over and the
 
 Where: NumPy's wheels ship OpenBLAS as a shared library beside the package (``numpy.libs`` on Linux), with its
 symbols renamed (``scipy_cblas_sgemm64_``: 64-bit integers). :func:`_numpy_blas` looks for it among the shared
-libraries this process has loaded (``/proc/self/maps``) and tries the known names. Where it is not found (another
-platform, a NumPy built against MKL or Accelerate), :data:`AVAILABLE` is False with :data:`UNAVAILABLE_REASON`,
-and the convolution falls back to its im2col twin.
+libraries this process has loaded (``/proc/self/maps``) and tries the known names; :data:`LIBRARY` is the one it
+took. Where it is not found (another platform, a NumPy built against MKL or Accelerate), :data:`AVAILABLE` is False
+with :data:`UNAVAILABLE_REASON`, and the convolution falls back to its im2col twin.
+
+Which library comes first matters, because another may be loaded by then: Numba's first compilation imports
+``scipy.linalg.cython_blas`` (to offer ``np.dot`` inside kernels), which maps SciPy's copy, ``scipy.libs/
+libscipy_openblas-….so``, exporting ``scipy_cblas_sgemm``. An earlier version ranked "inside site-packages" first,
+which both copies are, so the pick followed the order of a Python set: after a Glow had compiled its kernels in the
+same process, RealNVP's convolutions often ran on SciPy's copy while ``numpy.matmul`` ran on NumPy's, and the two
+thread pools fought (training step 0.85 s → 1.8–3.6 s, issue 12). :func:`_rank` now puts NumPy's own folders first,
+then system libraries, then the copies other wheels bundle, and breaks ties by path, so the pick no longer depends
+on what was loaded before or on the hash seed.
 """
 import ctypes
 from pathlib import Path
@@ -32,19 +41,37 @@ _CANDIDATES = (("scipy_cblas_{}gemm64_", ctypes.c_int64), ("cblas_{}gemm64_", ct
 _PROCESS_MAPS = Path("/proc/self/maps")
 
 
+# Where a wheel keeps the shared libraries it bundles: auditwheel's "<package>.libs" beside the package on Linux,
+# delocate's "<package>/.dylibs" on macOS.
+_NUMPY_PACKAGE = Path(np.__file__).resolve().parent
+_NUMPY_FOLDERS = (_NUMPY_PACKAGE, _NUMPY_PACKAGE.parent / "numpy.libs")
+_SITE_PACKAGES = _NUMPY_PACKAGE.parent
+NUMPY_OWN, SYSTEM, OTHER_WHEEL = 0, 1, 2  # the ranks of :func:`_rank`, best first
+
+
+def _rank(path):
+    """NUMPY_OWN for a library inside NumPy's package or its ``numpy.libs`` folder, OTHER_WHEEL for one that another
+    installed package bundles (SciPy's ``scipy.libs``: a second OpenBLAS with its own threads), SYSTEM otherwise (a
+    NumPy built against the system's BLAS finds it there)."""
+    resolved = Path(path).resolve()
+    if any(resolved.is_relative_to(folder) for folder in _NUMPY_FOLDERS):
+        return NUMPY_OWN
+    return OTHER_WHEEL if resolved.is_relative_to(_SITE_PACKAGES) else SYSTEM
+
+
 def _loaded_blas_paths():
-    """Shared libraries with 'blas' in their name that this process has mapped, NumPy's own first."""
+    """Shared libraries with 'blas' in their name that this process has mapped, best first (:func:`_rank`, then
+    the path: the same order whatever the hash seed)."""
     if not _PROCESS_MAPS.exists():
         return []
-    numpy_home = str(Path(np.__file__).resolve().parent.parent)
     paths = {line.split()[-1] for line in _PROCESS_MAPS.read_text().splitlines()
              if line.rstrip().endswith(".so") or ".so." in line}
     blas = [p for p in paths if "blas" in Path(p).name.lower()]
-    return sorted(blas, key=lambda p: not p.startswith(numpy_home))
+    return sorted(blas, key=lambda p: (_rank(p), p))
 
 
 def _numpy_blas():
-    """{dtype: (cblas_?gemm, its integer type)} from NumPy's BLAS, or (None, why not)."""
+    """({dtype: cblas_?gemm}, path of its library, None) from NumPy's BLAS, or (None, None, why not)."""
     np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure NumPy's BLAS is loaded
     for path in _loaded_blas_paths():
         try:
@@ -63,12 +90,12 @@ def _numpy_blas():
                 routine.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, real,
                                     ctypes.c_void_p, integer, ctypes.c_void_p, integer, real, ctypes.c_void_p,
                                     integer]
-            return routines, None
-    return None, "no cblas_?gemm found in the BLAS libraries NumPy loaded (found: " \
+            return routines, path, None
+    return None, None, "no cblas_?gemm found in the BLAS libraries NumPy loaded (found: " \
                  f"{[Path(p).name for p in _loaded_blas_paths()] or 'none'})"
 
 
-_ROUTINES, UNAVAILABLE_REASON = _numpy_blas()
+_ROUTINES, LIBRARY, UNAVAILABLE_REASON = _numpy_blas()
 AVAILABLE = _ROUTINES is not None
 
 
