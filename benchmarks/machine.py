@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nflow.kernels.cpu.blas import loaded_blas_paths
+
 # the CPU feature each forced OpenBLAS core type needs: without it the process dies of SIGILL
 OPENBLAS_CORE_NEEDS = {"SkylakeX": "avx512f", "Haswell": "avx2"}
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -121,18 +123,10 @@ def _cpuinfo():
 
 
 def _openblas_runtime():
-    """The core type and thread count OpenBLAS chose at load time, read from the library NumPy loaded."""
-    libs = set()
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                path = line.split()[-1]
-                name = os.path.basename(path).lower()
-                if "openblas" in name and ".so" in name:
-                    libs.add(path)
-    except OSError:
-        return {}
-    for path in sorted(libs):
+    """The core type and thread count OpenBLAS chose at load time, read from the library NumPy loaded (NumPy's own
+    first: SciPy's copy, mapped once Numba has compiled anything, reports its own threads)."""
+    libs = [path for path in loaded_blas_paths() if "openblas" in os.path.basename(path).lower()]
+    for path in libs:
         try:
             lib = ctypes.CDLL(path)
         except OSError:

@@ -51,7 +51,7 @@ def test_loaded_paths_are_ordered_by_rank_then_path_whatever_order_the_maps_list
     maps.write_text("".join(f"7f00-7f01 r-xp 00000000 00:00 1 {path}\n"
                             for path in (scipy_copy, system, "/usr/lib/libm.so.6", numpy_own, scipy_copy)))
     monkeypatch.setattr(blas, "_PROCESS_MAPS", maps)
-    assert blas._loaded_blas_paths() == [numpy_own, system, scipy_copy]
+    assert blas.loaded_blas_paths() == [numpy_own, system, scipy_copy]
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps (Linux)")

@@ -59,7 +59,7 @@ def _rank(path):
     return OTHER_WHEEL if resolved.is_relative_to(_SITE_PACKAGES) else SYSTEM
 
 
-def _loaded_blas_paths():
+def loaded_blas_paths():
     """Shared libraries with 'blas' in their name that this process has mapped, best first (:func:`_rank`, then
     the path: the same order whatever the hash seed)."""
     if not _PROCESS_MAPS.exists():
@@ -73,7 +73,7 @@ def _loaded_blas_paths():
 def _numpy_blas():
     """({dtype: cblas_?gemm}, path of its library, None) from NumPy's BLAS, or (None, None, why not)."""
     np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure NumPy's BLAS is loaded
-    for path in _loaded_blas_paths():
+    for path in loaded_blas_paths():
         try:
             library = ctypes.CDLL(path)
         except OSError:  # mapped but not loadable again by name (replaced on disk, say): look further
@@ -92,7 +92,7 @@ def _numpy_blas():
                                     integer]
             return routines, path, None
     return None, None, "no cblas_?gemm found in the BLAS libraries NumPy loaded (found: " \
-                 f"{[Path(p).name for p in _loaded_blas_paths()] or 'none'})"
+                 f"{[Path(p).name for p in loaded_blas_paths()] or 'none'})"
 
 
 _ROUTINES, LIBRARY, UNAVAILABLE_REASON = _numpy_blas()
