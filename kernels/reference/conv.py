@@ -60,7 +60,10 @@ def im2col(x, k):
     if k == 1:
         return xp.ascontiguousarray(x).reshape(c, n * h * w)
     p = k // 2
-    xpad = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))  # (C, N, H+2p, W+2p)
+    # (C, N, H+2p, W+2p) with a zero border; not numpy.pad, whose generality costs ~25 µs a call (a third of a
+    # small conv's forward, measured at Glow's sizes with batch 1)
+    xpad = xp.zeros((c, n, h + 2 * p, w + 2 * p), dtype=x.dtype)
+    xpad[:, :, p:p + h, p:p + w] = x
     cols = xp.empty((c, k, k, n, h, w), dtype=x.dtype)
     for i in range(k):
         for j in range(k):
