@@ -3,7 +3,7 @@ OpenBLAS is loaded first.
 
 Why it matters: Numba's first compilation imports ``scipy.linalg.cython_blas``, which maps SciPy's OpenBLAS with a
 ``scipy_cblas_sgemm`` of its own. A convolution on SciPy's copy beside ``numpy.matmul`` on NumPy's runs two thread
-pools that fight over the cores (RealNVP's training step 0.85 s -> 1.8-3.6 s). The pick used to follow the order of
+pools that fight over the cores (RealNVP's training step 0.72-0.85 s -> 1.7-3.6 s). The pick used to follow the order of
 a Python set, so it changed with the hash seed: the subprocess test runs several seeds.
 """
 import os

@@ -24,7 +24,7 @@ Which library comes first matters, because another may be loaded by then: Numba'
 libscipy_openblas-….so``, exporting ``scipy_cblas_sgemm``. An earlier version ranked "inside site-packages" first,
 which both copies are, so the pick followed the order of a Python set: after a Glow had compiled its kernels in the
 same process, RealNVP's convolutions often ran on SciPy's copy while ``numpy.matmul`` ran on NumPy's, and the two
-thread pools fought (training step 0.85 s → 1.8–3.6 s, issue 12). :func:`_rank` now puts NumPy's own folders first,
+thread pools fought (training step 0.72–0.85 s → 1.7–3.6 s, issue 12). :func:`_rank` now puts NumPy's own folders first,
 then system libraries, then the copies other wheels bundle, and breaks ties by path, so the pick no longer depends
 on what was loaded before or on the hash seed.
 """
