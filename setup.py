@@ -24,7 +24,9 @@ setup(
     # Both are small, well kept, and wheels exist for every platform nflow runs on.
     install_requires=["numpy>=1.24", "numba>=0.59", "matplotlib>=3.7", "Pillow>=10"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # SciPy only for tests/test_kernels_blas.py: wherever SciPy is installed, Numba loads SciPy's own OpenBLAS,
+        # and that test checks the convolution's GEMM still takes NumPy's; without SciPy it would only skip.
+        "test": ["pytest>=7", "hypothesis>=6", "scipy>=1.10"],
         "gpu": ["cupy-cuda12x>=13"],
         # The CPU build of PyTorch, for the benchmarks' reference models only; nflow never imports it.
         "bench": ["torch==2.13.0"],
