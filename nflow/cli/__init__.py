@@ -9,7 +9,8 @@ status, never a traceback:
   disk, a path that cannot be read or written) and memory that runs out (a model or a batch too large for this
   machine: :class:`MemoryError`);
 - 128 + the signal's number after Ctrl-C (SIGINT) or SIGTERM: training saves a checkpoint first; the other
-  commands stop at once, and their output files, written atomically, are either complete or absent.
+  commands stop at once (or, if Numba is compiling a kernel, as soon as it is done: :mod:`nflow.cli.interrupts`),
+  and their output files, written atomically, are either complete or absent.
 
 ``nflow --debug ...`` lets the traceback through instead. Anything else is a bug in nflow and keeps its traceback.
 
@@ -21,27 +22,15 @@ as fresh pages to fault in every step (Glow's training step at batch 256: 1.46×
 import os
 import signal
 import sys
-import threading
 
 from nflow.cli.commands import COMMANDS
+from nflow.cli.interrupts import Terminated, raised_in_main_thread
 from nflow.cli.parser import make_parser
 from nflow.errors import NflowError
 from nflow.heap import keep_freed_memory
 
 EXIT_FAILURE = 1
 SIGNAL_EXIT_BASE = 128
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that a command unwinds (temporary files removed) as on Ctrl-C."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated(signum)
 
 
 def error(message, status=EXIT_FAILURE):
@@ -52,10 +41,9 @@ def error(message, status=EXIT_FAILURE):
 def main(argv=None):
     args = make_parser().parse_args(argv)
     keep_freed_memory()  # a program that runs flows, not a library inside someone else's: see the docstring
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        return COMMANDS[args.command](args)
+        with raised_in_main_thread():  # SIGINT, SIGTERM as exceptions, held while Numba compiles
+            return COMMANDS[args.command](args)
     except (KeyboardInterrupt, Terminated) as e:
         if args.debug:
             raise
@@ -80,9 +68,6 @@ def main(argv=None):
             raise
         return error(f"out of memory ({e or 'no detail'}); try a smaller model (--hidden, --levels, --flow-steps), "
                      "a smaller --batch-size or fewer samples (-n)")
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
