@@ -86,7 +86,7 @@ def test_the_block_restores_the_handlers_and_removes_its_listener():
     assert list(numba_event._registered[COMPILER_LOCK_EVENT]) == listeners
 
 
-def test_an_ignored_sigint_stays_ignored(monkeypatch):
+def test_an_ignored_sigint_stays_ignored():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with raised_in_main_thread():
