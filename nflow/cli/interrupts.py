@@ -9,9 +9,10 @@ and while Numba compiles or loads a kernel from its cache (the first call of eac
 command), that can be inside llvmlite's ctypes callbacks or destructors, where Python cannot propagate it. It is
 then printed as "Exception ignored ..." with a traceback and *dropped*: measured, ``nflow eval`` interrupted 0.05 s
 after its handlers were in place (a cold Numba cache) ran to the end and exited 0, the Ctrl-C lost; interrupted a
-little later it stopped, but llvmlite's half-built objects printed a traceback at exit (CI, 2026-12-06). So while Numba holds its compiler lock (its
-``"numba:compiler_lock"`` event, which brackets cache loads and compilations alike) the handler only records the
-signal, and the exception is raised when the lock is released, right after the kernel is ready.
+little later it stopped, but llvmlite's half-built objects printed a traceback at exit (CI, 2026-12-06). So
+while Numba holds its compiler lock (its ``"numba:compiler_lock"`` event, which brackets cache loads and
+compilations alike) the handler only records the signal, and the exception is raised when the lock is released,
+right after the kernel is ready.
 """
 import contextlib
 import signal
