@@ -203,6 +203,30 @@ def test_temperature_zero_gives_the_decoded_prior_mean(name):
     assert np.max(np.abs(warm[0] - warm[1])) > 1e-6
 
 
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_latent_shapes_are_those_of_encoded_latents_and_probed_once(name):
+    """The shapes equal those of a real batch's latents; later calls (every sample()) run no forward pass."""
+    model = build(name, 4, np.float64)
+    encoded = [a.shape[1:] for a in as_list(model.encode(draw_x(model, np.random.default_rng(0), 3)))]
+    probe = mock.patch.object(type(model), "forward_latents", autospec=True, side_effect=type(model).forward_latents)
+    with probe as forward_latents:
+        assert model.latent_shapes() == encoded
+        model.sample(2, seed=0)
+        model.sample(3, temperature=0.5, seed=1)
+        assert model.latent_shapes() == encoded
+    assert forward_latents.call_count == 1
+
+
+def test_latent_shapes_follow_a_change_of_layers():
+    """Kept shapes are not reused once the layers changed: Glow's levels swapped for a three-level Glow's."""
+    nflow.seed(0)
+    two, three = (Glow((1, 8, 8), levels=levels, steps=1, hidden=4) for levels in (2, 3))
+    assert len(two.latent_shapes()) == 2
+    two.levels = three.levels
+    assert two.latent_shapes() == three.latent_shapes() == [(2, 4, 4), (4, 2, 2), (16, 1, 1)]
+    assert two.sample(2, seed=0).shape == (2, 1, 8, 8)
+
 def test_temperature_zero_of_fresh_realnvp_is_the_logit_inverse_of_zero():
     """A fresh RealNVP is the identity after its logit, so T = 0 gives logit⁻¹(0) mapped back: (½ - α)/(1 - 2α)."""
     model = RealNVP((1, 4, 4), scales=2, hidden=4)

@@ -126,7 +126,25 @@ class FlowModel(Module):
                               factor_in=lambda layer, kept, z: layer.factor_in(kept, z))
 
     def latent_shapes(self):
-        """The per-sample shape of each latent, found by pushing one mid-range input through the model."""
+        """The per-sample shape of each latent, found by pushing one mid-range input through the model once.
+
+        The answer depends only on the input shape and the layers, so it is kept with them and worked out again
+        only when either has changed (a layer replaced, added or removed). The probe is a whole forward pass at
+        batch 1, which :meth:`sample` used to pay on every call: for NICE's 20 M weights 6.7 ms of a 32 ms
+        ``sample(64)``, for Glow and RealNVP 10-12 ms (issue 12).
+        """
+        layers = tuple(self.flow_layers())
+        kept = self.__dict__.get("_latent_shapes_of")
+        if kept is not None and kept[0] == self.input_shape and len(kept[1]) == len(layers) \
+                and all(a is b for a, b in zip(kept[1], layers)):
+            return list(kept[2])
+        shapes = self._probe_latent_shapes()
+        # kept outside Module's registries (a plain attribute): not a parameter, buffer or submodule
+        object.__setattr__(self, "_latent_shapes_of", (self.input_shape, layers, tuple(shapes)))
+        return shapes
+
+    def _probe_latent_shapes(self):
+        """The latents' per-sample shapes, from one mid-range input pushed through the model in eval mode."""
         with no_grad():
             probe = Tensor(array_module_for_backend().full((1,) + self.input_shape, 0.5, dtype=self.dtype))
             was_training = self.training
