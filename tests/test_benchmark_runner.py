@@ -123,7 +123,6 @@ def test_conv_cold_prints_the_four_conditions(capsys):
                                                    "after 5 ms idle"))
 
 
-
 def test_own_threads_compares_the_gemms_and_the_tiled_net_and_restores_blas_threads(capsys):
     """benchmarks/own_threads.py on a batch of one (a smoke run: its figures are for RESULTS.md, not asserted):
     the BLAS's thread count is as before, and the split products and the tiled net agree with the whole ones
@@ -147,6 +146,7 @@ def test_own_threads_says_why_it_measures_nothing_without_a_thread_count_call(ca
     monkeypatch.setattr(own_threads, "blas_thread_calls", lambda: None)
     own_threads.main(["--batch", "1", "--repeats", "1"])
     assert "nothing to measure" in capsys.readouterr().out
+
 
 def test_freed_memory_child_reports_a_step_and_the_table_survives_a_failed_child(capsys, monkeypatch):
     """benchmarks/freed_memory.py: a child on a small NICE in-process (glibc's defaults, so this process is left

@@ -203,7 +203,6 @@ def test_temperature_zero_gives_the_decoded_prior_mean(name):
     assert np.max(np.abs(warm[0] - warm[1])) > 1e-6
 
 
-
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_latent_shapes_are_those_of_encoded_latents_and_probed_once(name):
     """The shapes equal those of a real batch's latents; later calls (every sample()) run no forward pass."""
@@ -226,6 +225,7 @@ def test_latent_shapes_follow_a_change_of_layers():
     two.levels = three.levels
     assert two.latent_shapes() == three.latent_shapes() == [(2, 4, 4), (4, 2, 2), (16, 1, 1)]
     assert two.sample(2, seed=0).shape == (2, 1, 8, 8)
+
 
 def test_temperature_zero_of_fresh_realnvp_is_the_logit_inverse_of_zero():
     """A fresh RealNVP is the identity after its logit, so T = 0 gives logit⁻¹(0) mapped back: (½ - α)/(1 - 2α)."""
