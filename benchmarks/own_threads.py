@@ -20,18 +20,17 @@ ctypes (``kernels/cpu/blas.py``), which releases the GIL. Medians of ``--repeats
 import argparse
 import ctypes
 import os
-import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 
+from benchmarks.machine import median_time
 from nflow.kernels.cpu import bias_relu, blas
 from nflow.kernels.reference import conv
 
 # OpenBLAS's thread-count calls: the renamed symbols of NumPy's wheels, then the plain ones of other builds
-THREAD_CALL_PREFIXES = ("scipy_openblas_{}_num_threads64_", "openblas_{}_num_threads64_", "openblas_{}_num_threads")
+THREAD_CALL_PATTERNS = ("scipy_openblas_{}_num_threads64_", "openblas_{}_num_threads64_", "openblas_{}_num_threads")
 THREADS = 2  # the comparison is about two cores: OpenBLAS's two threads against two of ours
 # (label, m, k, n at batch 64, split): n and k scale with the batch where they count pixels
 GEMMS = (("Glow 1x1 conv 256 -> 256, 14x14", 256, 256, 12544, "n"),
@@ -47,7 +46,7 @@ def blas_thread_calls():
     if not blas.AVAILABLE:
         return None
     library = ctypes.CDLL(blas.LIBRARY)
-    for pattern in THREAD_CALL_PREFIXES:
+    for pattern in THREAD_CALL_PATTERNS:
         setter, getter = pattern.format("set"), pattern.format("get")
         if hasattr(library, setter) and hasattr(library, getter):
             set_threads, get_threads = getattr(library, setter), getattr(library, getter)
@@ -58,14 +57,7 @@ def blas_thread_calls():
 
 
 def median_ms(fn, repeats):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_time(fn, repeats, warmup=2)
 
 
 def split_gemm(pool, a, b, c, split):
