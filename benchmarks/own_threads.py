@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from benchmarks.machine import median_time
+from nflow.cli.parser import checked, positive_int
 from nflow.kernels.cpu import bias_relu, blas
 from nflow.kernels.reference import conv
 
@@ -39,6 +40,9 @@ GEMMS = (("Glow 1x1 conv 256 -> 256, 14x14", 256, 256, 12544, "n"),
          ("Glow dW 256 x 256 over 14x14", 256, 12544, 256, "k"))
 BATCH = 64
 HIDDEN, HALF_CHANNELS, SIDE = 256, 2, 14  # Glow's level 1 on MNIST: 2 of 4 channels condition, 14x14
+
+tile_widths = checked(lambda text: tuple(int(t) for t in text.split(",")), lambda ts: min(ts) >= 1,
+                      "comma-separated positive integers")
 
 
 def blas_thread_calls():
@@ -160,9 +164,10 @@ class CouplingNet:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--tiles", default="256,512,1024,2048", help="comma-separated tile widths T")
+    parser.add_argument("--batch", type=positive_int, default=BATCH)
+    parser.add_argument("--repeats", type=positive_int, default=15)
+    parser.add_argument("--tiles", type=tile_widths, default=(256, 512, 1024, 2048),
+                        help="comma-separated tile widths T (positive integers)")
     args = parser.parse_args(argv)
     calls = blas_thread_calls()
     if calls is None:
@@ -191,7 +196,7 @@ def measure(args, set_threads, pool):
     set_threads(THREADS)
     reference = net.whole()
     rows = [("whole arrays, OpenBLAS's 2 threads (as nflow runs it)", median_ms(net.whole, args.repeats), 0.0)]
-    for tile in (int(t) for t in args.tiles.split(",")):
+    for tile in args.tiles:
         set_threads(1)
         error = float(np.abs(net.tiled(pool, tile) - reference).max() / np.abs(reference).max())
         rows.append((f"tiles of {tile} columns, 2 threads of ours", median_ms(lambda: net.tiled(pool, tile),
