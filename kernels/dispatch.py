@@ -27,7 +27,7 @@ _TABLE = {
     "actnorm": {"numpy": _REFERENCE + "actnorm", "numba": _CPU + "actnorm", "cupy": _CUDA + "actnorm"},
     "gaussian": {"numpy": _REFERENCE + "gaussian", "numba": _CPU + "gaussian", "cupy": _REFERENCE + "gaussian"},
     # conv on the CPU: k² GEMMs over shifted windows of the padded input (no im2col buffer; benchmarks/RESULTS.md,
-    # issue 12). On CuPy the twin's im2col (its strided block copies are the GPU's cuBLAS-friendly layout; the
+    # issue 12), on nflow's own micro-kernels and threads for RealNVP-sized networks (kernels/cpu/conv_jit.py). On CuPy the twin's im2col (its strided block copies are the GPU's cuBLAS-friendly layout; the
     # shifted windows need a strided-GEMM call CuPy does not expose).
     "conv": {"numpy": _REFERENCE + "conv", "numba": _CPU + "conv", "cupy": _REFERENCE + "conv"},
     "additive_coupling": {"numpy": _REFERENCE + "additive_coupling", "numba": _CPU + "additive_coupling",

@@ -172,3 +172,17 @@ def test_freed_memory_child_reports_a_step_and_the_table_survives_a_failed_child
     out = capsys.readouterr().out
     assert "| glow-b16 (16) | failed: child exit -9: Killed |" in out
     assert "| nice-mnist (2) | 150 | 100 | 1.50 | 10 / 10 |" in out
+
+
+def test_own_conv_benchmark_runs_on_a_batch_of_one(monkeypatch, capsys):
+    """benchmarks/own_conv.py on one small shape (a smoke run: its figures are for RESULTS.md, not asserted)."""
+    from benchmarks import own_conv
+    from nflow.kernels.cpu import jit
+    monkeypatch.setattr(own_conv, "SHAPES", ((16, 16, 5), (2, 16, 5)))
+    own_conv.main(["--batch", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    if not jit.AVAILABLE:
+        assert "nothing to measure" in out
+        return
+    rows = [line for line in out.splitlines() if line.startswith("| 16 → 16") or line.startswith("| 2 → 16")]
+    assert len(rows) == 2 and all(line.count("|") == 9 for line in rows)

@@ -32,16 +32,35 @@ coupling network (2 -> 256 or 256 -> 4 channels: a GEMM two rows wide) the shift
 rule, :func:`shifted_pays`: both channel counts in [16, 128]; every other conv runs the twin's im2col, which
 unfolds the side with fewer channels. Cutting the columns into cache-sized tiles did not pay (64 channels at
 28×28: 0.5 MB tiles 45 ms, 8 MB 33 ms, one tile 28 ms).
+
+**nflow's own kernels first, where they run** (:func:`own_kernels_run`: float32, k > 1, no side wider than 128
+channels — all of RealNVP's convolutions, none of Glow's at 256-512 hidden channels): ``kernels/cpu/conv_jit.py``
+runs the same two algorithms with GEMM micro-kernels of its own on nflow's own threads. BLAS runs the long
+products of the weight gradient (64 × 64 outputs summed over 57,600 pixels) at 40 GFLOP/s a core; the own kernel
+at twice that. But the two only pay together with the threads: OpenBLAS's worker spins ~0.1 s after each threaded
+call, so a network must make no threaded BLAS call at all for the own threads to find the second core — hence
+every convolution of RealNVP's networks, the thin ones too, and none of Glow's, whose 256-channel 1x1 products
+BLAS runs at its best rate. Measured in ``python -m benchmarks.own_conv`` and ``benchmarks.ab_checkouts``
+(``benchmarks/RESULTS.md``, issue 12). float64 (the gradient checks) and float16 keep the BLAS and twin paths.
 """
 import numpy as np
 
-from nflow.kernels.cpu import blas
+from nflow.kernels.cpu import blas, conv_jit
 from nflow.kernels.cpu.blas import gemm
 from nflow.kernels.reference import conv as im2col_conv
 
 # The channel counts (both of them) for which the shifted GEMMs beat im2col (see the module docstring).
 SHIFTED_MIN_CHANNELS = 16
 SHIFTED_MAX_CHANNELS = 128
+# The widest side for which nflow's own kernels run a k x k conv (k > 1) instead of BLAS: RealNVP's networks (64
+# hidden channels, 1-4 at the ends) run on them entirely; Glow's (256-512 hidden) stay on BLAS (module docstring).
+OWN_MAX_CHANNELS = 128
+
+
+def own_kernels_run(c_in, c_out, k, dtype=np.float32):
+    """Whether ``kernels/cpu/conv_jit.py`` (nflow's own kernels and threads) runs this conv: float32 where this
+    process can compile them, k > 1, neither side wider than OWN_MAX_CHANNELS."""
+    return conv_jit.runs(dtype) and k > 1 and max(c_in, c_out) <= OWN_MAX_CHANNELS
 
 
 def shifted_pays(c_in, c_out, k, dtype=np.float32):
@@ -94,6 +113,8 @@ def shifted_forward(x, w):
 def forward(x, w, backward_follows=False):
     """y (O, N, H, W), C-ordered = conv(x (C, N, H, W), w (O, C, k, k)); ``backward_follows`` steers the twin's
     choice of side where the twin runs."""
+    if own_kernels_run(x.shape[0], w.shape[0], w.shape[2], x.dtype):
+        return conv_jit.forward(x, w, backward_follows)
     if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return im2col_conv.forward(x, w, backward_follows)
     return shifted_forward(x, w)
@@ -101,6 +122,8 @@ def forward(x, w, backward_follows=False):
 
 def backward(x, w, gy, need_x=True, need_w=True):
     """(dx, dw) of the convolution for the output gradient gy (O, N, H, W); None where not needed."""
+    if own_kernels_run(x.shape[0], w.shape[0], w.shape[2], x.dtype):
+        return conv_jit.backward(x, w, gy, need_x, need_w)
     if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return im2col_conv.backward(x, w, gy, need_x, need_w)
     return shifted_backward(x, w, gy, need_x, need_w)

@@ -1,0 +1,419 @@
+"""The 'same' stride-1 convolution on nflow's own kernels and threads: the shifted-window algorithm of
+``kernels/cpu/conv.py`` (read its docstring first), with the GEMMs done by two micro-kernels written in LLVM IR
+(``kernels/cpu/jit.py``) instead of BLAS, split over nflow's own threads (``kernels/cpu/threads.py``).
+
+Both kernels read the padded input X (C, P) through a table of row offsets, one per (tap, channel):
+``offs[(i, j, c)] = c·ld + i·Wp + j``, so row (i, j, c) of the "unfolded" input is X[c] shifted by the tap, read in
+place: im2col without its buffer.
+
+1. :func:`_gemm_ir` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors it copies
+   the K = C·k² shifted rows of the strip into one contiguous (K, NR) block (the BLIS "packed panel", 150 KB for
+   RealNVP's 64 channels: it stays in L2), then runs every block of :data:`MR` output rows over it with an
+   MR × NR register block: per kk, :data:`NV` vector loads, MR broadcasts, MR·NV fused multiply-adds. Packing
+   costs K·NR copies per strip against O·K·NR multiply-adds, so it pays from a few output rows up. Forward and dx
+   (the same correlation of the output gradient with the flipped, transposed kernel) run it.
+2. :func:`_weight_grad_ir` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid:
+   a sum over the long pixel axis, so the vector runs along q; a 4 × 6 block of (o, kk) keeps 24 vector partial
+   sums while the kernel streams 4 rows of G and 6 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
+   in L1), then adds each partial's lanes into dW. The threads split the pixel axis and their dW are summed.
+
+float32 only (:func:`runs`); the model layers' float64 gradient checks run the BLAS path. Measured against that
+path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run is :func:`runs`' rule and why, in
+``kernels/cpu/conv.py``.
+"""
+import ctypes
+
+import numpy as np
+
+from nflow.kernels.cpu import jit, threads
+from nflow.kernels.cpu.jit import LANES
+from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matrix, im2col, unfolds_output
+
+MR, NV = 6, 4                 # the GEMM kernel's register block: 6 output rows × 4 vectors (64 anchors)
+NR = NV * LANES               # anchors per strip
+MO, NK = 4, 6                 # the weight-gradient kernel's block: 4 output channels × 6 (tap, channel) columns
+CHUNK = 1024                  # pixels per weight-gradient chunk: 4 + 6 rows of 4 KB stay in L1
+ALIGN = 64                    # bytes: packed blocks start on a cache line
+L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
+DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
+DIRECT_MAX_DEPTH = 36         # ... or at most 4 channels × 9 taps: read the shifted rows in place, no packing
+SHIFTED_MIN_CHANNELS = 16     # fewer on either side: unfold that side (im2col), as the twin does
+
+
+def _vector():
+    return f"<{LANES} x float>"
+
+
+def _fma_declaration():
+    return f"declare {_vector()} @llvm.fma.v{LANES}f32({_vector()}, {_vector()}, {_vector()})"
+
+
+def _register_block(lines, loop, entry, addresses, b_vectors, a_row):
+    """Emit the body of an MR × NV register-block loop labelled ``loop`` (entered from ``entry``, its counter's
+    phi already emitted): phi nodes for the accumulators, then the ``addresses`` lines, the NV vectors
+    ``b_vectors(lines)`` loads, MR broadcasts of the floats at ``a_row`` + r, and the fused multiply-adds; the new
+    sums are %sum{r}.{j}."""
+    vt = _vector()
+    for r in range(MR):
+        for j in range(NV):
+            lines.append(f"  %acc{r}.{j} = phi {vt} [zeroinitializer, %{entry}], [%sum{r}.{j}, %{loop}]")
+    lines += addresses
+    b_vectors(lines)
+    for r in range(MR):
+        lines += [f"  %ap{r} = getelementptr float, ptr {a_row}, i64 {r}", f"  %as{r} = load float, ptr %ap{r}",
+                  f"  %ai{r} = insertelement {vt} poison, float %as{r}, i32 0",
+                  f"  %av{r} = shufflevector {vt} %ai{r}, {vt} poison, <{LANES} x i32> zeroinitializer"]
+        for j in range(NV):
+            lines.append(f"  %sum{r}.{j} = call {vt} @llvm.fma.v{LANES}f32({vt} %av{r}, {vt} %b{j}, {vt} %acc{r}.{j})")
+
+
+def _load_vectors(lines, base, align):
+    for j in range(NV):
+        lines += [f"  %bp{j} = getelementptr float, ptr {base}, i64 {j * LANES}",
+                  f"  %b{j} = load {_vector()}, ptr %bp{j}, align {align}"]
+
+
+def _store_block(lines):
+    """Store the sums %sum{r}.{j} at y[(mb·MR + r)·ldy + n + j·LANES]."""
+    lines.append(f"  %row0 = mul i64 %mb, {MR}")
+    for r in range(MR):
+        lines += [f"  %row{r}.i = add i64 %row0, {r}", f"  %yo{r} = mul i64 %row{r}.i, %ldy",
+                  f"  %yn{r} = add i64 %yo{r}, %n"]
+        for j in range(NV):
+            lines += [f"  %yi{r}.{j} = add i64 %yn{r}, {j * LANES}",
+                      f"  %yp{r}.{j} = getelementptr float, ptr %y, i64 %yi{r}.{j}",
+                      f"  store {_vector()} %sum{r}.{j}, ptr %yp{r}.{j}, align 4"]
+
+
+_GEMM_ARGUMENTS = ("ptr noalias %a, i64 %mblocks, i64 %k, ptr noalias %offs, ptr noalias %x, i64 %n0, i64 %n1, "
+                   "ptr noalias %y, i64 %ldy")
+
+
+def _packed_gemm_ir():
+    """``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)``: for n in [n0, n1) step NR, copy the k
+    shifted rows of the strip into ``panel`` (k × NR), then y[mb·MR + r, n:n+NR] = Σ_kk a[mb, kk, r] · panel[kk]
+    for every block mb of MR rows (a packed as (mblocks, k, MR))."""
+    lines = [_fma_declaration(), f"define void @packed_gemm({_GEMM_ARGUMENTS}, ptr noalias %panel) nounwind {{",
+             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %strip",
+             "strip:", "  %n = phi i64 [%n0, %entry], [%n.next, %blocks.done]", "  br label %pack",
+             "pack:", "  %pk = phi i64 [0, %strip], [%pk.next, %pack]",
+             "  %offp = getelementptr i64, ptr %offs, i64 %pk", "  %off = load i64, ptr %offp",
+             "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
+             f"  %dst.i = mul i64 %pk, {NR}", "  %dst = getelementptr float, ptr %panel, i64 %dst.i"]
+    for j in range(NV):
+        lines += [f"  %ps{j} = getelementptr float, ptr %src, i64 {j * LANES}",
+                  f"  %pv{j} = load {_vector()}, ptr %ps{j}, align 4",
+                  f"  %pd{j} = getelementptr float, ptr %dst, i64 {j * LANES}",
+                  f"  store {_vector()} %pv{j}, ptr %pd{j}, align {ALIGN}"]
+    lines += ["  %pk.next = add i64 %pk, 1", "  %packed = icmp eq i64 %pk.next, %k",
+              "  br i1 %packed, label %block, label %pack",
+              "block:", "  %mb = phi i64 [0, %pack], [%mb.next, %store]",
+              "  %ab.i = mul i64 %mb, %kmr", "  %ab = getelementptr float, ptr %a, i64 %ab.i", "  br label %inner",
+              "inner:", "  %kk = phi i64 [0, %block], [%kk.next, %inner]"]
+    addresses = [f"  %b.i = mul i64 %kk, {NR}", "  %bk = getelementptr float, ptr %panel, i64 %b.i",
+                 f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
+    _register_block(lines, "inner", "block", addresses, lambda ls: _load_vectors(ls, "%bk", ALIGN), "%ak")
+    lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %k",
+              "  br i1 %kdone, label %store, label %inner", "store:"]
+    _store_block(lines)
+    lines += ["  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
+              "  br i1 %mbdone, label %blocks.done, label %block",
+              "blocks.done:", f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
+              "  br i1 %ndone, label %exit, label %strip",
+              "exit:", "  ret void", "}"]
+    return "\n".join(lines)
+
+
+def _direct_gemm_ir():
+    """``direct_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy)``: the same products as :func:`_packed_gemm_ir`,
+    reading the shifted rows where they lie, one block of MR rows at a time over every strip. For few rows or a
+    short k, where copying a strip would cost as much as using it."""
+    lines = [_fma_declaration(), f"define void @direct_gemm({_GEMM_ARGUMENTS}) nounwind {{",
+             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %block",
+             "block:", "  %mb = phi i64 [0, %entry], [%mb.next, %strips.done]",
+             "  %ab.i = mul i64 %mb, %kmr", "  %ab = getelementptr float, ptr %a, i64 %ab.i", "  br label %strip",
+             "strip:", "  %n = phi i64 [%n0, %block], [%n.next, %store]", "  br label %inner",
+             "inner:", "  %kk = phi i64 [0, %strip], [%kk.next, %inner]"]
+    addresses = ["  %offp = getelementptr i64, ptr %offs, i64 %kk", "  %off = load i64, ptr %offp",
+                 "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
+                 f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
+    _register_block(lines, "inner", "strip", addresses, lambda ls: _load_vectors(ls, "%src", 4), "%ak")
+    lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %k",
+              "  br i1 %kdone, label %store, label %inner", "store:"]
+    _store_block(lines)
+    lines += [f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
+              "  br i1 %ndone, label %strips.done, label %strip",
+              "strips.done:", "  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
+              "  br i1 %mbdone, label %exit, label %block",
+              "exit:", "  ret void", "}"]
+    return "\n".join(lines)
+
+
+def _weight_grad_ir():
+    """``weight_grad(g, ldg, oblocks, offs, kblocks, x, q0, q1, c, ldc)``: c[o, kk] += Σ_{q0 ≤ q < q1} g[o·ldg + q] ·
+    x[offs[kk] + q] for o < oblocks·MO, kk < kblocks·NK (q1 - q0 a multiple of LANES)."""
+    vt = _vector()
+    lines = [_fma_declaration(), f"declare float @llvm.vector.reduce.fadd.v{LANES}f32(float, {vt})",
+             "define void @weight_grad(ptr noalias %g, i64 %ldg, i64 %oblocks, ptr noalias %offs, i64 %kblocks, "
+             "ptr noalias %x, i64 %q0, i64 %q1, ptr noalias %c, i64 %ldc) nounwind {",
+             "entry:", "  br label %chunk",
+             "chunk:", "  %qc = phi i64 [%q0, %entry], [%qc.next, %oblocks.done]",
+             f"  %qe.try = add i64 %qc, {CHUNK}", "  %qe.short = icmp slt i64 %qe.try, %q1",
+             "  %qe = select i1 %qe.short, i64 %qe.try, i64 %q1", "  br label %oblock",
+             "oblock:", "  %ob = phi i64 [0, %chunk], [%ob.next, %kblocks.done]", f"  %o0 = mul i64 %ob, {MO}",
+             "  br label %kblock",
+             "kblock:", "  %kb = phi i64 [0, %oblock], [%kb.next, %reduce]", f"  %k0 = mul i64 %kb, {NK}"]
+    for j in range(NK):
+        lines += [f"  %ko{j} = add i64 %k0, {j}", f"  %op{j} = getelementptr i64, ptr %offs, i64 %ko{j}",
+                  f"  %off{j} = load i64, ptr %op{j}", f"  %xr{j} = getelementptr float, ptr %x, i64 %off{j}"]
+    for r in range(MO):
+        lines += [f"  %go{r} = add i64 %o0, {r}", f"  %gm{r} = mul i64 %go{r}, %ldg",
+                  f"  %gr{r} = getelementptr float, ptr %g, i64 %gm{r}"]
+    lines += ["  br label %pixels", "pixels:", "  %q = phi i64 [%qc, %kblock], [%q.next, %pixels]"]
+    for r in range(MO):
+        for j in range(NK):
+            lines.append(f"  %acc{r}.{j} = phi {vt} [zeroinitializer, %kblock], [%sum{r}.{j}, %pixels]")
+    for r in range(MO):
+        lines += [f"  %gp{r} = getelementptr float, ptr %gr{r}, i64 %q", f"  %gv{r} = load {vt}, ptr %gp{r}, align 4"]
+    for j in range(NK):
+        lines += [f"  %xp{j} = getelementptr float, ptr %xr{j}, i64 %q", f"  %xv{j} = load {vt}, ptr %xp{j}, align 4"]
+        for r in range(MO):
+            lines.append(f"  %sum{r}.{j} = call {vt} @llvm.fma.v{LANES}f32({vt} %gv{r}, {vt} %xv{j}, {vt} %acc{r}.{j})")
+    lines += [f"  %q.next = add i64 %q, {LANES}", "  %qdone = icmp sge i64 %q.next, %qe",
+              "  br i1 %qdone, label %reduce, label %pixels", "reduce:"]
+    for r in range(MO):
+        lines += [f"  %co{r} = add i64 %o0, {r}", f"  %cm{r} = mul i64 %co{r}, %ldc", f"  %ck{r} = add i64 %cm{r}, %k0"]
+        for j in range(NK):
+            lines += [f"  %s{r}.{j} = call reassoc float @llvm.vector.reduce.fadd.v{LANES}f32(float -0.0, "
+                      f"{vt} %sum{r}.{j})",
+                      f"  %ci{r}.{j} = add i64 %ck{r}, {j}", f"  %cp{r}.{j} = getelementptr float, ptr %c, i64 %ci{r}.{j}",
+                      f"  %cv{r}.{j} = load float, ptr %cp{r}.{j}", f"  %cn{r}.{j} = fadd float %cv{r}.{j}, %s{r}.{j}",
+                      f"  store float %cn{r}.{j}, ptr %cp{r}.{j}"]
+    lines += ["  %kb.next = add i64 %kb, 1", "  %kbdone = icmp eq i64 %kb.next, %kblocks",
+              "  br i1 %kbdone, label %kblocks.done, label %kblock",
+              "kblocks.done:", "  %ob.next = add i64 %ob, 1", "  %obdone = icmp eq i64 %ob.next, %oblocks",
+              "  br i1 %obdone, label %oblocks.done, label %oblock",
+              "oblocks.done:", f"  %qc.next = add i64 %qc, {CHUNK}", "  %qcdone = icmp sge i64 %qc.next, %q1",
+              "  br i1 %qcdone, label %exit, label %chunk",
+              "exit:", "  ret void", "}"]
+    return "\n".join(lines)
+
+
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_KERNELS = {}
+
+
+def _kernel(name):
+    """The compiled kernel ``name`` ("packed_gemm", "direct_gemm", "weight_grad"), compiled on first use."""
+    if name not in _KERNELS:
+        gemm = [_PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64]
+        ir, argtypes = {"packed_gemm": (_packed_gemm_ir, gemm + [_PTR]), "direct_gemm": (_direct_gemm_ir, gemm),
+                        "weight_grad": (_weight_grad_ir, [_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR,
+                                                          _I64])}[name]
+        _KERNELS[name] = jit.compile_function(ir(), name, argtypes)
+    return _KERNELS[name]
+
+
+def runs(dtype):
+    """Whether the own kernels can run a convolution of this dtype in this process."""
+    return jit.AVAILABLE and np.dtype(dtype) == np.float32
+
+
+# ------------------------------------------------------------------------------------------ buffers and geometry
+class _Grid:
+    """The padded anchor grid of a batch: images (H, W) padded by p = k // 2 to (Hp, Wp), laid end to end, each
+    row of a channel ``ld`` floats long — room past the last anchor for the kernels' whole strips and shifts."""
+
+    def __init__(self, n, h, w, k):
+        self.n, self.h, self.w, self.k, self.p = n, h, w, k, k // 2
+        self.hp, self.wp = h + 2 * self.p, w + 2 * self.p
+        self.total = n * self.hp * self.wp
+        self.reach = (k - 1) * (self.wp + 1)          # the largest tap shift
+        self.anchors = self.total - self.reach        # the anchors whose every tap lies inside the batch
+        self.n_end = -(-self.anchors // NR) * NR      # whole strips
+        ld = -(-(self.n_end + self.reach) // LANES) * LANES
+        self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
+
+    def padded(self, a, rows=None):
+        """a (C, N, H, W), any strides -> zero-bordered (rows, ld) float32 buffer, rows ≥ C (extra rows zero)."""
+        c = a.shape[0]
+        buffer = np.zeros((rows or c, self.ld), dtype=np.float32)
+        buffer[:c, :self.total].reshape(c, self.n, self.hp, self.wp)[:, :, self.p:self.p + self.h,
+                                                                       self.p:self.p + self.w] = a
+        return buffer
+
+    def offsets(self, channels, count=None):
+        """The row offset of every (tap i, tap j, channel) of a padded buffer, in that order, as int64; padded to
+        ``count`` entries by repeating the first (their columns are computed and dropped)."""
+        taps = np.arange(self.k)
+        shifts = (taps[:, None] * self.wp + taps[None, :]).reshape(-1)
+        offs = (shifts[:, None] + np.arange(channels)[None, :] * self.ld).reshape(-1)
+        if count is not None and count > offs.size:
+            offs = np.concatenate([offs, np.full(count - offs.size, offs[0])])
+        return np.ascontiguousarray(offs, dtype=np.int64)
+
+    def corner(self, y, rows):
+        """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), its [:, :, :H, :W] corner."""
+        grid = y[:rows, :self.total].reshape(rows, self.n, self.hp, self.wp)
+        return np.ascontiguousarray(grid[:, :, :self.h, :self.w])
+
+
+def _aligned_empty(size):
+    """A float32 array of ``size`` elements starting on an ALIGN-byte boundary."""
+    raw = np.empty(size + ALIGN // 4, dtype=np.float32)
+    start = (-raw.ctypes.data % ALIGN) // 4
+    return raw[start:start + size]
+
+
+# ----------------------------------------------------------------------------------------------- the two drivers
+def _products(a, offs, x, n_end, y, ldy):
+    """y[r, q] = Σ_kk a[r, kk] · x.flat[offs[kk] + q] for q in [0, n_end) (a multiple of NR), r < rows of y (a
+    multiple of MR, ≥ a's rows): the strips split over the threads, the kernel picked by shape."""
+    rows, depth = a.shape
+    blocks = y.shape[0] // MR
+    padded = np.zeros((blocks * MR, depth), dtype=np.float32)
+    padded[:rows] = a
+    packed = np.ascontiguousarray(padded.reshape(blocks, MR, depth).transpose(0, 2, 1))  # (blocks, depth, MR)
+    pieces = threads.ranges(0, n_end, NR)
+    common = (packed.ctypes.data, blocks, depth, offs.ctypes.data, x.ctypes.data)
+    if rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
+        threads.split(_kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
+        return
+    panels = [_aligned_empty(depth * NR) for _ in pieces]  # one per thread; kept alive through the calls
+    threads.split(_kernel("packed_gemm"), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
+                                           for (lo, hi), panel in zip(pieces, panels)])
+
+
+def _weight_products(g, ldg, rows, offs, columns, x, pixels):
+    """(rows, columns) = Σ_{q < pixels} g[r·ldg + q] · x.flat[offs[kk] + q], rows a multiple of MO, columns of NK
+    (offs that long), pixels of LANES; ``g`` an address. The threads split the pixels; their sums are added."""
+    pieces = threads.ranges(0, pixels, LANES)
+    sums = [np.zeros((rows, columns), dtype=np.float32) for _ in pieces]
+    threads.split(_kernel("weight_grad"), [(g, ldg, rows // MO, offs.ctypes.data, columns // NK, x.ctypes.data,
+                                            lo, hi, total.ctypes.data, columns)
+                                           for (lo, hi), total in zip(pieces, sums)])
+    return sum(sums[1:], sums[0])
+
+
+def matmul(a, b):
+    """a (M, K) @ b (K, N), float32, as a new C-ordered (M, N) array. The kernels read whole strips of NR columns,
+    so the last partial strip is copied into a zeroed NR-wide block first (never NumPy's matmul: a threaded BLAS
+    call would leave its worker spinning on the core these kernels' threads need)."""
+    m, depth = a.shape
+    n = b.shape[1]
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    whole = n // NR * NR
+    rows = -(-m // MR) * MR
+    y = np.empty((rows, n), dtype=np.float32)
+    if whole:
+        _products(a, np.arange(depth, dtype=np.int64) * n, b, whole, y, n)
+    if whole < n:
+        tail = np.zeros((depth, NR), dtype=np.float32)
+        tail[:, :n - whole] = b[:, whole:]
+        y_tail = np.empty((rows, NR), dtype=np.float32)
+        _products(a, np.arange(depth, dtype=np.int64) * NR, tail, NR, y_tail, NR)
+        y[:, whole:] = y_tail[:, :n - whole]
+    return y[:m]
+
+
+def matmul_nt(g, x):
+    """g (M, Q) @ x (N, Q)ᵀ, float32, a new (M, N) array, for a long Q. The kernel reads whole blocks of MO rows of
+    g and whole vectors of pixels: g is copied with its rows padded by zeros where M is not a multiple of MO, and
+    the last partial vector of pixels is copied into zeroed LANES-wide blocks (no BLAS call, as in :func:`matmul`)."""
+    m, q = g.shape
+    n = x.shape[0]
+    rows, columns = -(-m // MO) * MO, -(-n // NK) * NK
+    if rows != m:
+        g = np.concatenate([g, np.zeros((rows - m, q), dtype=np.float32)])
+    g = np.ascontiguousarray(g, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    pixels = q // LANES * LANES
+    offs = np.zeros(columns, dtype=np.int64)
+    offs[:n] = np.arange(n) * q
+    out = np.zeros((rows, columns), dtype=np.float32)
+    if pixels:
+        out += _weight_products(g.ctypes.data, q, rows, offs, columns, x, pixels)
+    if pixels < q:
+        g_tail = np.zeros((rows, LANES), dtype=np.float32)
+        g_tail[:, :q - pixels] = g[:, pixels:]
+        x_tail = np.zeros((n, LANES), dtype=np.float32)
+        x_tail[:, :q - pixels] = x[:, pixels:]
+        offs[:n] = np.arange(n) * LANES
+        out += _weight_products(g_tail.ctypes.data, LANES, rows, offs, columns, x_tail, LANES)
+    return np.ascontiguousarray(out[:m, :n])
+
+
+# ----------------------------------------------------------------------------------------- the two convolutions
+def _shifted(c, o):
+    """Whether the shifted-window algorithm runs (both sides at least SHIFTED_MIN_CHANNELS), else the unfolded
+    one on the side with fewer channels (``kernels/reference/conv.py``), its products on these kernels."""
+    return min(c, o) >= SHIFTED_MIN_CHANNELS
+
+
+def _correlate(xpad, w, grid):
+    """Y (rows, ld) on the anchor grid: Σ over taps and channels of w (O, C, k, k) times the shifted xpad rows."""
+    o, c, k, _ = w.shape
+    y = np.empty((-(-o // MR) * MR, grid.ld), dtype=np.float32)
+    _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, y, grid.ld)
+    return y  # columns (i, j, channel) of the weight matrix, as the offsets
+
+
+def forward(x, w, backward_follows=False):
+    """y (O, N, H, W), C-ordered float32 = the 'same' correlation of x (C, N, H, W), any strides, with w
+    (O, C, k, k); ``backward_follows`` steers the unfolded algorithm's side, as in the twin."""
+    c, n, h, wd = x.shape
+    o, _, k, _ = w.shape
+    if not _shifted(c, o):
+        if unfolds_output(c, o, k, backward_follows):
+            return col2im(matmul(flipped_kernel_matrix(w), as_matrix(x)), (o, n, h, wd), k)
+        return matmul(w.reshape(o, c * k * k), im2col(x, k)).reshape(o, n, h, wd)
+    grid = _Grid(n, h, wd, k)
+    return grid.corner(_correlate(grid.padded(x), w, grid), o)
+
+
+def backward(x, w, gy, need_x=True, need_w=True):
+    """(dx, dw) for the output gradient gy (O, N, H, W); None where not needed."""
+    if not _shifted(x.shape[0], w.shape[0]):
+        return _unfolded_backward(x, w, gy, need_x, need_w)
+    return _shifted_backward(x, w, gy, need_x, need_w)
+
+
+def _unfolded_backward(x, w, gy, need_x, need_w):
+    """The twin's backward (``kernels/reference/conv.py``) with its products on these kernels."""
+    o, c, k, _ = w.shape
+    gx = gw = None
+    if unfolds_output(c, o, k, backward_follows=True):
+        g = im2col(gy, k)  # (O·k², N·H·W)
+        if need_w:
+            gwf = matmul_nt(g, as_matrix(x))  # (O·k², C), rows (o, i, j) of the flipped kernel
+            gw = np.ascontiguousarray(gwf.reshape(o, k, k, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1])
+        if need_x:
+            gx = matmul(flipped_kernel_matrix(w).T, g).reshape(x.shape)
+    else:
+        g = as_matrix(gy)  # (O, N·H·W)
+        if need_w:
+            gw = matmul_nt(g, im2col(x, k)).reshape(w.shape)
+        if need_x:
+            gx = col2im(matmul(w.reshape(o, c * k * k).T, g), x.shape, k)
+    return gx, gw
+
+
+def _shifted_backward(x, w, gy, need_x, need_w):
+    """dx is the correlation of gy with w'[c, o, i, j] = w[o, c, k-1-i, k-1-j]; dW[o, c, i, j] = Σ_q G[o, q] ·
+    X[c, q + i·Wp + j] over the anchors q, with G the output gradient placed on the anchor grid (zero elsewhere)."""
+    c, n, h, wd = x.shape
+    o, _, k, _ = w.shape
+    grid = _Grid(n, h, wd, k)
+    rows = -(-o // MO) * MO
+    gpad = grid.padded(gy, rows=rows)
+    gx = gw = None
+    if need_x:
+        gx = grid.corner(_correlate(gpad, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), grid), c)
+    if need_w:
+        columns = -(-(k * k * c) // NK) * NK
+        # anchor q of the grid is padded pixel q + p·Wp + p: G starts that far into gpad's rows
+        g = gpad.ctypes.data + grid.p * (grid.wp + 1) * gpad.itemsize
+        pixels = -(-grid.anchors // LANES) * LANES
+        dw = _weight_products(g, grid.ld, rows, grid.offsets(c, count=columns), columns, grid.padded(x), pixels)
+        gw = np.ascontiguousarray(dw[:o, :k * k * c].reshape(o, k, k, c).transpose(0, 3, 1, 2))
+    return gx, gw

@@ -1,0 +1,70 @@
+"""Kernels written in LLVM IR, compiled once per process for the CPU it runs on (llvmlite, which Numba is built on).
+
+Why not Numba for these: a GEMM micro-kernel keeps a block of the output (here 6 × 64 floats, 24 vector registers)
+in registers while it runs over the inner dimension, and issues one broadcast and four fused multiply-adds per
+loaded value. Numba has no vector types, and LLVM's loop vectoriser, given scalar loops, picks 256-bit vectors on
+AVX-512 parts and cannot keep an output block in registers when the output is also an array it stores to: the
+same 3x3 convolution written as Numba loops ran at 20–40 GFLOP/s on one core (issue 12's sessions), this IR at
+110–130 (``python -m benchmarks.own_conv``). The IR names vectors of :data:`LANES` floats; LLVM splits each into
+what the CPU has (one AVX-512 register, two AVX2 ones, four NEON ones), so the same text serves every CPU.
+
+:func:`compile_function` turns IR text into a callable (``ctypes``, which releases the GIL for the call, so two
+Python threads can run kernels at once). :data:`AVAILABLE` says whether this process can compile at all (llvmlite
+present, a native target, a trivial function compiled and run); :data:`UNAVAILABLE_REASON` says why not, and the
+callers fall back to their BLAS paths then.
+"""
+import ctypes
+
+LANES = 16  # floats per vector in the IR (a 512-bit register; legalised to what the CPU has)
+
+_ENGINES = []  # the execution engines own the compiled code: keep them for the life of the process
+_TARGET_MACHINE = None
+
+
+def _target_machine():
+    global _TARGET_MACHINE
+    if _TARGET_MACHINE is None:
+        import llvmlite.binding as llvm
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_default_triple()
+        # the host's own CPU name and features: AVX-512 where the CPU has it, AVX2 or NEON elsewhere
+        _TARGET_MACHINE = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                                       features=llvm.get_host_cpu_features().flatten(), opt=3)
+    return _TARGET_MACHINE
+
+
+def compile_function(ir, name, argtypes):
+    """The function ``name`` of the LLVM IR module text ``ir``, compiled for this CPU, as a ctypes callable
+    returning nothing and taking ``argtypes`` (ctypes types)."""
+    import llvmlite.binding as llvm
+    module = llvm.parse_assembly(ir)
+    module.verify()
+    engine = llvm.create_mcjit_compiler(module, _target_machine())
+    engine.finalize_object()
+    _ENGINES.append(engine)
+    return ctypes.CFUNCTYPE(None, *argtypes)(engine.get_function_address(name))
+
+
+_PROBE = """
+define void @probe(ptr noalias %out) nounwind {
+  store float 2.0, ptr %out
+  ret void
+}
+"""
+
+
+def _probe():
+    """(True, None) if a function compiled here runs and writes what it should, else (False, why not)."""
+    try:
+        probe = compile_function(_PROBE, "probe", [ctypes.c_void_p])
+        out = ctypes.c_float(0.0)
+        probe(ctypes.addressof(out))
+    except Exception as error:  # any failure (no llvmlite, no native target, an IR it cannot parse) means: no JIT
+        return False, f"cannot compile LLVM IR in this process: {type(error).__name__}: {error}"
+    if out.value != 2.0:
+        return False, f"a compiled probe wrote {out.value}, not 2.0"
+    return True, None
+
+
+AVAILABLE, UNAVAILABLE_REASON = _probe()

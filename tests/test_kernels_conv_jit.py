@@ -1,0 +1,143 @@
+"""nflow's own convolution kernels (kernels/cpu/conv_jit.py: GEMM micro-kernels in LLVM IR on nflow's own threads)
+against NumPy's float64 products and the im2col twin (kernels/reference/conv.py), and the thread pool they run on.
+
+Tolerance: float32 sums of up to C·k² ≤ 20·25 products in another order than float64's: relative 2e-6 of the
+largest output (a few roundings of the largest partial sum).
+"""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nflow.kernels.cpu import conv as cpu_conv
+from nflow.kernels.cpu import conv_jit, jit, threads
+from nflow.kernels.reference import conv as ref_conv
+
+RTOL = 2e-6
+needs_jit = pytest.mark.skipif(not jit.AVAILABLE, reason=f"no LLVM JIT here: {jit.UNAVAILABLE_REASON}")
+
+
+def _close(got, want):
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=RTOL * max(float(np.abs(want).max()), 1.0))
+
+
+def _draw(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@needs_jit
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 20), k=st.integers(1, 70), n=st.integers(1, 200), seed=st.integers(0, 2 ** 32 - 1))
+def test_matmul_and_the_long_inner_product_match_float64(m, k, n, seed):
+    """Every size around the kernels' blocks (MR = 6 rows, NR = 64 columns; MO = 4, NK = 6, 16 pixels): the tails
+    the kernels reach through zero-padded copies must come out as the whole products."""
+    rng = np.random.default_rng(seed)
+    a, b = _draw(rng, (m, k)), _draw(rng, (k, n))
+    _close(conv_jit.matmul(a, b), a.astype(np.float64) @ b)
+    g, x = _draw(rng, (m, n)), _draw(rng, (k, n))
+    _close(conv_jit.matmul_nt(g, x), g.astype(np.float64) @ x.T.astype(np.float64))
+
+
+@needs_jit
+@pytest.mark.parametrize("backward_follows", [False, True])
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 3), c_in=st.sampled_from([1, 2, 3, 16, 20]), c_out=st.sampled_from([1, 2, 4, 16, 17]),
+       h=st.integers(1, 9), w=st.integers(1, 9), k=st.sampled_from([1, 3, 5]), seed=st.integers(0, 2 ** 32 - 1))
+def test_the_convolution_matches_the_im2col_twin(backward_follows, n, c_in, c_out, h, w, k, seed):
+    """Both algorithms (shifted windows when both sides have 16 channels or more, else unfolding the narrow side)
+    against the twin in float64, forward and both gradients."""
+    rng = np.random.default_rng(seed)
+    x, wt, gy = _draw(rng, (c_in, n, h, w)), _draw(rng, (c_out, c_in, k, k)), _draw(rng, (c_out, n, h, w))
+    x64, w64, gy64 = (a.astype(np.float64) for a in (x, wt, gy))
+    y = conv_jit.forward(x, wt, backward_follows)
+    assert y.flags.c_contiguous
+    _close(y, ref_conv.forward(x64, w64))
+    gx, gw = conv_jit.backward(x, wt, gy)
+    want_gx, want_gw = ref_conv.backward(x64, w64, gy64)
+    assert gx.flags.c_contiguous and gw.flags.c_contiguous
+    _close(gx, want_gx)
+    _close(gw, want_gw)
+
+
+@needs_jit
+def test_realnvp_sized_convolutions_match_the_twin():
+    """The shapes the dispatch rule sends here in RealNVP (64 hidden channels, 1-4 at the ends, 28x28 and 14x14),
+    on a batch of 2: many whole strips, two threads' shares."""
+    rng = np.random.default_rng(7)
+    for c_in, c_out, size in ((64, 64, 28), (64, 64, 14), (1, 64, 28), (64, 2, 28), (2, 64, 14), (64, 4, 14)):
+        x, wt, gy = _draw(rng, (c_in, 2, size, size)), _draw(rng, (c_out, c_in, 3, 3)), _draw(rng, (c_out, 2, size, size))
+        x64, w64, gy64 = (a.astype(np.float64) for a in (x, wt, gy))
+        _close(conv_jit.forward(x, wt, True), ref_conv.forward(x64, w64))
+        for got, want in zip(conv_jit.backward(x, wt, gy), ref_conv.backward(x64, w64, gy64)):
+            _close(got, want)
+
+
+@needs_jit
+def test_reads_a_strided_view_and_makes_only_the_gradients_asked_for():
+    rng = np.random.default_rng(4)
+    x_nchw = _draw(rng, (3, 16, 9, 8))
+    view = x_nchw.transpose(1, 0, 2, 3)  # an NCHW batch seen as CNHW, read in place
+    wt, gy = _draw(rng, (16, 16, 3, 3)), _draw(rng, (16, 3, 9, 8))
+    _close(conv_jit.forward(view, wt), ref_conv.forward(view.astype(np.float64), wt.astype(np.float64)))
+    gx, gw = conv_jit.backward(view, wt, gy, need_x=False)
+    assert gx is None
+    _close(gw, ref_conv.backward(view.astype(np.float64), wt.astype(np.float64), gy.astype(np.float64))[1])
+    assert conv_jit.backward(view, wt, gy, need_w=False)[1] is None
+
+
+@pytest.mark.parametrize("c_in, c_out, k, dtype, own", [
+    (64, 64, 3, np.float32, True), (1, 64, 3, np.float32, True), (64, 2, 3, np.float32, True),  # RealNVP
+    (2, 256, 3, np.float32, False), (256, 4, 3, np.float32, False), (256, 256, 1, np.float32, False),  # Glow
+    (64, 64, 1, np.float32, False),  # 1x1: BLAS's plain GEMM
+    (64, 64, 3, np.float64, False),  # float64 (the gradient checks): BLAS
+])
+def test_the_cpu_family_runs_its_own_kernels_on_realnvps_convolutions_only(c_in, c_out, k, dtype, own, monkeypatch):
+    assert cpu_conv.own_kernels_run(c_in, c_out, k, dtype) is (own and jit.AVAILABLE)
+    monkeypatch.setattr(jit, "AVAILABLE", False)  # where this process cannot compile: the BLAS paths, always
+    assert not cpu_conv.own_kernels_run(c_in, c_out, k, dtype)
+
+
+@needs_jit
+def test_the_dispatched_conv_runs_them_and_agrees_with_blas():
+    rng = np.random.default_rng(8)
+    x, wt, gy = _draw(rng, (64, 2, 14, 14)), _draw(rng, (64, 64, 3, 3)), _draw(rng, (64, 2, 14, 14))
+    _close(cpu_conv.forward(x, wt), cpu_conv.shifted_forward(x, wt))
+    for got, want in zip(cpu_conv.backward(x, wt, gy), cpu_conv.shifted_backward(x, wt, gy)):
+        _close(got, want)
+
+
+def test_ranges_cut_a_range_in_whole_steps():
+    assert threads.ranges(0, 256, 64, parts=2) == [(0, 128), (128, 256)]
+    assert threads.ranges(0, 192, 64, parts=2) == [(0, 64), (64, 192)]
+    assert threads.ranges(0, 64, 64, parts=2) == [(0, 64)]  # one step: one part, no empty one
+    assert threads.ranges(16, 100, 16, parts=3) == [(16, 48), (48, 80), (80, 100)]  # 6 steps, the last short
+    pieces = threads.ranges(0, 1000, 16, parts=4)
+    assert pieces[0][0] == 0 and pieces[-1][1] == 1000
+    assert all(lo % 16 == 0 and hi > lo for lo, hi in pieces)
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+
+
+def test_split_runs_every_part_once_and_returns_the_workers_errors():
+    seen, lock = [], threading.Lock()
+
+    def record(i):
+        with lock:
+            seen.append((i, threading.get_ident()))
+
+    parts = [(i,) for i in range(threads.THREADS)]
+    threads.split(record, parts)
+    assert sorted(i for i, _ in seen) == list(range(threads.THREADS))
+    assert seen and threading.get_ident() in {ident for _, ident in seen}  # the caller takes a part itself
+
+    def fail(i):
+        if i == threads.THREADS - 1:
+            raise ValueError("part failed")
+
+    with pytest.raises(ValueError, match="part failed"):
+        threads.split(fail, parts)
+    threads.split(record, parts)  # the pool still works after an error
+    with pytest.raises(ValueError, match="parts for"):
+        threads.split(record, [(i,) for i in range(threads.THREADS + 2)])
