@@ -235,11 +235,25 @@ class _Grid:
         self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
 
     def padded(self, a, rows=None):
-        """a (C, N, H, W), any strides -> zero-bordered (rows, ld) float32 buffer, rows ≥ C (extra rows zero)."""
+        """a (C, N, H, W), any strides -> zero-bordered (rows, ld) float32 buffer, rows ≥ C (extra rows zero). One
+        pass: the borders and the slack are zeroed and the interior copied, the channels split over the threads
+        (NumPy releases the GIL while it copies)."""
         c = a.shape[0]
-        buffer = np.zeros((rows or c, self.ld), dtype=np.float32)
-        buffer[:c, :self.total].reshape(c, self.n, self.hp, self.wp)[:, :, self.p:self.p + self.h,
-                                                                       self.p:self.p + self.w] = a
+        buffer = np.empty((rows or c, self.ld), dtype=np.float32)
+        buffer[c:] = 0
+        images = buffer[:, :self.total].reshape(-1, self.n, self.hp, self.wp)
+        p, h, w = self.p, self.h, self.w
+
+        def fill(lo, hi):
+            part = images[lo:hi]
+            part[:, :, :p] = 0
+            part[:, :, p + h:] = 0
+            part[:, :, p:p + h, :p] = 0
+            part[:, :, p:p + h, p + w:] = 0
+            buffer[lo:hi, self.total:] = 0
+            part[:, :, p:p + h, p:p + w] = a[lo:hi]
+
+        threads.split(fill, threads.ranges(0, c, 1))
         return buffer
 
     def offsets(self, channels, count=None):
@@ -253,9 +267,16 @@ class _Grid:
         return np.ascontiguousarray(offs, dtype=np.int64)
 
     def corner(self, y, rows):
-        """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), its [:, :, :H, :W] corner."""
-        grid = y[:rows, :self.total].reshape(rows, self.n, self.hp, self.wp)
-        return np.ascontiguousarray(grid[:, :, :self.h, :self.w])
+        """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), its [:, :, :H, :W] corner, as a
+        C-ordered array; the rows split over the threads."""
+        grid = y[:, :self.total].reshape(-1, self.n, self.hp, self.wp)
+        out = np.empty((rows, self.n, self.h, self.w), dtype=np.float32)
+
+        def copy(lo, hi):
+            out[lo:hi] = grid[lo:hi, :, :self.h, :self.w]
+
+        threads.split(copy, threads.ranges(0, rows, 1))
+        return out
 
 
 def _aligned_empty(size):
