@@ -6,13 +6,16 @@ Both kernels read the padded input X (C, P) through a table of row offsets, one 
 ``offs[(i, j, c)] = c·ld + i·Wp + j``, so row (i, j, c) of the "unfolded" input is X[c] shifted by the tap, read in
 place: im2col without its buffer.
 
-1. :func:`_gemm_ir` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors it copies
-   the K = C·k² shifted rows of the strip into one contiguous (K, NR) block (the BLIS "packed panel", 150 KB for
-   RealNVP's 64 channels: it stays in L2), then runs every block of :data:`MR` output rows over it with an
-   MR × NR register block: per kk, :data:`NV` vector loads, MR broadcasts, MR·NV fused multiply-adds. Packing
-   costs K·NR copies per strip against O·K·NR multiply-adds, so it pays from a few output rows up. Forward and dx
-   (the same correlation of the output gradient with the flipped, transposed kernel) run it.
-2. :func:`_weight_grad_ir` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid:
+1. :func:`_packed_gemm_ir` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors and
+   each chunk of :data:`KC` rows of the K = C·k², it copies those shifted rows of the strip into one contiguous
+   (KC, NR) block (the BLIS "packed panel", 32 KB: it stays in L1), then runs every block of :data:`MR` output
+   rows over it with an MR × NR register block: per kk, :data:`NV` vector loads, MR broadcasts, MR·NV fused
+   multiply-adds, the tile carried from chunk to chunk in y. Packing costs K·NR copies per strip against O·K·NR
+   multiply-adds, so it pays from a few output rows up; :func:`_direct_gemm_ir` reads the shifted rows in place
+   instead, for one block of rows or a short K (the thin ends of a network). Forward and dx (the same correlation
+   of the output gradient with the flipped, transposed kernel) run them, and so does :func:`matmul`, on plain rows.
+2. :func:`_weight_grad_ir` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid
+   (and :func:`matmul_nt` on plain rows):
    a sum over the long pixel axis, so the vector runs along q; a 4 × 6 block of (o, kk) keeps 24 vector partial
    sums while the kernel streams 4 rows of G and 6 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
    in L1), then adds each partial's lanes into dW. The threads split the pixel axis and their dW are summed.
@@ -31,6 +34,7 @@ from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matri
 
 MR, NV = 6, 4                 # the GEMM kernel's register block: 6 output rows × 4 vectors (64 anchors)
 NR = NV * LANES               # anchors per strip
+KC = 128                      # rows of the k packed at a time: 128 × 64 floats (32 KB) stay in L1
 MO, NK = 4, 6                 # the weight-gradient kernel's block: 4 output channels × 6 (tap, channel) columns
 CHUNK = 1024                  # pixels per weight-gradient chunk: 4 + 6 rows of 4 KB stay in L1
 ALIGN = 64                    # bytes: packed blocks start on a cache line
@@ -48,7 +52,7 @@ def _fma_declaration():
     return f"declare {_vector()} @llvm.fma.v{LANES}f32({_vector()}, {_vector()}, {_vector()})"
 
 
-def _register_block(lines, loop, entry, addresses, b_vectors, a_row):
+def _register_block(lines, loop, entry, addresses, b_vectors, a_row, initial=lambda r, j: "zeroinitializer"):
     """Emit the body of an MR × NV register-block loop labelled ``loop`` (entered from ``entry``, its counter's
     phi already emitted): phi nodes for the accumulators, then the ``addresses`` lines, the NV vectors
     ``b_vectors(lines)`` loads, MR broadcasts of the floats at ``a_row`` + r, and the fused multiply-adds; the new
@@ -56,7 +60,7 @@ def _register_block(lines, loop, entry, addresses, b_vectors, a_row):
     vt = _vector()
     for r in range(MR):
         for j in range(NV):
-            lines.append(f"  %acc{r}.{j} = phi {vt} [zeroinitializer, %{entry}], [%sum{r}.{j}, %{loop}]")
+            lines.append(f"  %acc{r}.{j} = phi {vt} [{initial(r, j)}, %{entry}], [%sum{r}.{j}, %{loop}]")
     lines += addresses
     b_vectors(lines)
     for r in range(MR):
@@ -73,16 +77,22 @@ def _load_vectors(lines, base, align):
                   f"  %b{j} = load {_vector()}, ptr %bp{j}, align {align}"]
 
 
-def _store_block(lines):
-    """Store the sums %sum{r}.{j} at y[(mb·MR + r)·ldy + n + j·LANES]."""
+def _tile_addresses(lines):
+    """%yp{r}.{j}: the address of y[(mb·MR + r)·ldy + n + j·LANES], the output tile of block mb in strip n."""
     lines.append(f"  %row0 = mul i64 %mb, {MR}")
     for r in range(MR):
         lines += [f"  %row{r}.i = add i64 %row0, {r}", f"  %yo{r} = mul i64 %row{r}.i, %ldy",
                   f"  %yn{r} = add i64 %yo{r}, %n"]
         for j in range(NV):
             lines += [f"  %yi{r}.{j} = add i64 %yn{r}, {j * LANES}",
-                      f"  %yp{r}.{j} = getelementptr float, ptr %y, i64 %yi{r}.{j}",
-                      f"  store {_vector()} %sum{r}.{j}, ptr %yp{r}.{j}, align 4"]
+                      f"  %yp{r}.{j} = getelementptr float, ptr %y, i64 %yi{r}.{j}"]
+
+
+def _store_block(lines):
+    """Store the sums %sum{r}.{j} at the tile addresses."""
+    for r in range(MR):
+        for j in range(NV):
+            lines.append(f"  store {_vector()} %sum{r}.{j}, ptr %yp{r}.{j}, align 4")
 
 
 _GEMM_ARGUMENTS = ("ptr noalias %a, i64 %mblocks, i64 %k, ptr noalias %offs, ptr noalias %x, i64 %n0, i64 %n1, "
@@ -90,35 +100,51 @@ _GEMM_ARGUMENTS = ("ptr noalias %a, i64 %mblocks, i64 %k, ptr noalias %offs, ptr
 
 
 def _packed_gemm_ir():
-    """``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)``: for n in [n0, n1) step NR, copy the k
-    shifted rows of the strip into ``panel`` (k × NR), then y[mb·MR + r, n:n+NR] = Σ_kk a[mb, kk, r] · panel[kk]
-    for every block mb of MR rows (a packed as (mblocks, k, MR))."""
+    """``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)``: for n in [n0, n1) step NR and each chunk of
+    KC rows of the k, copy the chunk's shifted rows of the strip into ``panel`` (KC × NR, in L1), then for every
+    block mb of MR rows add Σ_kk a[mb, kk, r] · panel[kk] to the tile y[mb·MR + r, n:n+NR] (set, on the first
+    chunk); a packed as (mblocks, k, MR)."""
+    vt = _vector()
     lines = [_fma_declaration(), f"define void @packed_gemm({_GEMM_ARGUMENTS}, ptr noalias %panel) nounwind {{",
              "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %strip",
-             "strip:", "  %n = phi i64 [%n0, %entry], [%n.next, %blocks.done]", "  br label %pack",
-             "pack:", "  %pk = phi i64 [0, %strip], [%pk.next, %pack]",
+             "strip:", "  %n = phi i64 [%n0, %entry], [%n.next, %chunks.done]", "  br label %chunk",
+             "chunk:", "  %kc = phi i64 [0, %strip], [%kc.next, %blocks.done]",
+             f"  %kc.try = add i64 %kc, {KC}", "  %kc.short = icmp slt i64 %kc.try, %k",
+             "  %kend = select i1 %kc.short, i64 %kc.try, i64 %k", "  %klen = sub i64 %kend, %kc",
+             "  %first = icmp eq i64 %kc, 0", "  br label %pack",
+             "pack:", "  %pk = phi i64 [%kc, %chunk], [%pk.next, %pack]",
              "  %offp = getelementptr i64, ptr %offs, i64 %pk", "  %off = load i64, ptr %offp",
              "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
-             f"  %dst.i = mul i64 %pk, {NR}", "  %dst = getelementptr float, ptr %panel, i64 %dst.i"]
+             "  %pr = sub i64 %pk, %kc", f"  %dst.i = mul i64 %pr, {NR}",
+             "  %dst = getelementptr float, ptr %panel, i64 %dst.i"]
     for j in range(NV):
         lines += [f"  %ps{j} = getelementptr float, ptr %src, i64 {j * LANES}",
-                  f"  %pv{j} = load {_vector()}, ptr %ps{j}, align 4",
+                  f"  %pv{j} = load {vt}, ptr %ps{j}, align 4",
                   f"  %pd{j} = getelementptr float, ptr %dst, i64 {j * LANES}",
-                  f"  store {_vector()} %pv{j}, ptr %pd{j}, align {ALIGN}"]
-    lines += ["  %pk.next = add i64 %pk, 1", "  %packed = icmp eq i64 %pk.next, %k",
+                  f"  store {vt} %pv{j}, ptr %pd{j}, align {ALIGN}"]
+    lines += ["  %pk.next = add i64 %pk, 1", "  %packed = icmp eq i64 %pk.next, %kend",
               "  br i1 %packed, label %block, label %pack",
               "block:", "  %mb = phi i64 [0, %pack], [%mb.next, %store]",
-              "  %ab.i = mul i64 %mb, %kmr", "  %ab = getelementptr float, ptr %a, i64 %ab.i", "  br label %inner",
-              "inner:", "  %kk = phi i64 [0, %block], [%kk.next, %inner]"]
+              "  %ab.i = mul i64 %mb, %kmr", f"  %ac.i = mul i64 %kc, {MR}", "  %abc.i = add i64 %ab.i, %ac.i",
+              "  %ab = getelementptr float, ptr %a, i64 %abc.i"]
+    _tile_addresses(lines)
+    for r in range(MR):  # the tile so far (garbage on the first chunk, where it is not used)
+        for j in range(NV):
+            lines += [f"  %old{r}.{j} = load {vt}, ptr %yp{r}.{j}, align 4",
+                      f"  %init{r}.{j} = select i1 %first, {vt} zeroinitializer, {vt} %old{r}.{j}"]
+    lines += ["  br label %inner", "inner:", "  %kk = phi i64 [0, %block], [%kk.next, %inner]"]
     addresses = [f"  %b.i = mul i64 %kk, {NR}", "  %bk = getelementptr float, ptr %panel, i64 %b.i",
                  f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
-    _register_block(lines, "inner", "block", addresses, lambda ls: _load_vectors(ls, "%bk", ALIGN), "%ak")
-    lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %k",
+    _register_block(lines, "inner", "block", addresses, lambda ls: _load_vectors(ls, "%bk", ALIGN), "%ak",
+                    initial=lambda r, j: f"%init{r}.{j}")
+    lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %klen",
               "  br i1 %kdone, label %store, label %inner", "store:"]
     _store_block(lines)
     lines += ["  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
               "  br i1 %mbdone, label %blocks.done, label %block",
-              "blocks.done:", f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
+              "blocks.done:", f"  %kc.next = add i64 %kc, {KC}", "  %kcdone = icmp sge i64 %kc.next, %k",
+              "  br i1 %kcdone, label %chunks.done, label %chunk",
+              "chunks.done:", f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
               "  br i1 %ndone, label %exit, label %strip",
               "exit:", "  ret void", "}"]
     return "\n".join(lines)
@@ -140,6 +166,7 @@ def _direct_gemm_ir():
     _register_block(lines, "inner", "strip", addresses, lambda ls: _load_vectors(ls, "%src", 4), "%ak")
     lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %k",
               "  br i1 %kdone, label %store, label %inner", "store:"]
+    _tile_addresses(lines)
     _store_block(lines)
     lines += [f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
               "  br i1 %ndone, label %strips.done, label %strip",
@@ -300,7 +327,7 @@ def _products(a, offs, x, n_end, y, ldy):
     if rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
         threads.split(_kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
         return
-    panels = [_aligned_empty(depth * NR) for _ in pieces]  # one per thread; kept alive through the calls
+    panels = [_aligned_empty(min(depth, KC) * NR) for _ in pieces]  # one per thread; kept alive through the calls
     threads.split(_kernel("packed_gemm"), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
                                            for (lo, hi), panel in zip(pieces, panels)])
 
