@@ -16,13 +16,13 @@ place: im2col without its buffer.
    of the output gradient with the flipped, transposed kernel) run them, and so does :func:`matmul`, on plain rows.
 2. :func:`_weight_grad_ir` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid
    (and :func:`matmul_nt` on plain rows):
-   a sum over the long pixel axis, so the vector runs along q; a 4 × 6 block of (o, kk) keeps 24 vector partial
-   sums while the kernel streams 4 rows of G and 6 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
+   a sum over the long pixel axis, so the vector runs along q; a 6 × 4 block of (o, kk) keeps 24 vector partial
+   sums while the kernel streams 6 rows of G and 4 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
    in L1), then adds each partial's lanes into dW. The threads split the pixel axis and their dW are summed.
 
 float32 only (:func:`runs`); the model layers' float64 gradient checks run the BLAS path. Measured against that
-path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run is :func:`runs`' rule and why, in
-``kernels/cpu/conv.py``.
+path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why there, is
+``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
 """
 import ctypes
 
@@ -35,8 +35,9 @@ from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matri
 MR, NV = 6, 4                 # the GEMM kernel's register block: 6 output rows × 4 vectors (64 anchors)
 NR = NV * LANES               # anchors per strip
 KC = 128                      # rows of the k packed at a time: 128 × 64 floats (32 KB) stay in L1
-MO, NK = 4, 6                 # the weight-gradient kernel's block: 4 output channels × 6 (tap, channel) columns
-CHUNK = 1024                  # pixels per weight-gradient chunk: 4 + 6 rows of 4 KB stay in L1
+MO, NK = 6, 4                 # the weight-gradient kernel's block: 6 output channels × 4 (tap, channel) columns
+# (against 4 × 6: 64 -> 64 channels' dW 35.5-35.9 ms against 37.7-38.9 at 28x28, 9.9-10.6 against 11.5-11.6 at 14x14)
+CHUNK = 1024                  # pixels per weight-gradient chunk: 6 + 4 rows of 4 KB stay in L1 (256: 42 ms, 2048: 42)
 ALIGN = 64                    # bytes: packed blocks start on a cache line
 L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
 DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
