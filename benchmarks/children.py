@@ -10,6 +10,13 @@ from pathlib import Path
 
 from benchmarks.workloads import LR, SAMPLES, THREADS, TORCH_FUSED_ADAM, WORKLOADS, mnist_batch, seeded_model
 
+# Seconds of rest before every timed call. OpenBLAS's idle worker spins for ~0.1 s after each threaded call, so the
+# call timed next shares the second core with it: measured with PyTorch eager's log_prob right after a 2-thread
+# OpenBLAS product, RealNVP 194 -> 264 ms, Glow 413 -> 497 ms, and back to 204 and 422 after a 0.2 s pause (nflow
+# right after a PyTorch call: within noise). Without the rest, every PyTorch round that followed an nflow round on
+# OpenBLAS was timed slower than it is (issue 12, seventh session).
+SETTLE_S = 0.2
+
 # ============================================================================================ shared helpers
 def _load_avg():
     return round(os.getloadavg()[0], 2)
@@ -187,6 +194,7 @@ def child_speed(workload, repeats, warmup, use_compile, batch=None, samples=SAMP
             res["times"][name], res["cpu"][name] = [], []
         for _ in range(repeats):  # the implementations alternate within every round
             for name in res["times"]:
+                time.sleep(SETTLE_S)  # let the last call's idle threads go quiet (see SETTLE_S)
                 c, t = time.process_time(), time.perf_counter()
                 impls[name][op]()
                 res["times"][name].append(time.perf_counter() - t)

@@ -13,7 +13,10 @@ What is measured, per workload (all float32, on the CPU):
 Implementations, alternating inside one process (nflow, PyTorch eager, ``torch.compile`` when asked), each on
 2 threads: torch via ``torch.set_num_threads(2)``; nflow via ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/
 ``NUMBA_NUM_THREADS`` = 2 set in the environment before NumPy loads. Each figure is the median wall time of
-``repeats`` rounds after warm-up; the nflow model is built first, ActNorm is initialised on the benchmark
+``repeats`` rounds after warm-up, each timed call after 0.2 s of rest (``children.SETTLE_S``: OpenBLAS's worker
+spins for ~0.1 s after a threaded call and would otherwise slow whichever implementation is timed next; runs before
+the seventh session of issue 12 had no rest and timed PyTorch up to 1.36x slow after nflow's OpenBLAS rounds);
+the nflow model is built first, ActNorm is initialised on the benchmark
 batch, and the weights are copied into the torch twin (``benchmarks.weights``), whose log_prob is checked
 against nflow's before any timing (column "parity").
 
