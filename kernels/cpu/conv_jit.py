@@ -178,13 +178,14 @@ def _direct_gemm_ir():
 
 
 def _weight_grad_ir():
-    """``weight_grad(g, ldg, oblocks, offs, kblocks, x, q0, q1, c, ldc)``: c[o, kk] += Σ_{q0 ≤ q < q1} g[o·ldg + q] ·
-    x[offs[kk] + q] for o < oblocks·MO, kk < kblocks·NK (q1 - q0 a multiple of LANES)."""
+    """``weight_grad(g, ldg, grows, oblocks, offs, kblocks, x, q0, q1, c, ldc)``: c[o, kk] += Σ_{q0 ≤ q < q1}
+    g[min(o, grows - 1)·ldg + q] · x[offs[kk] + q] for o < oblocks·MO, kk < kblocks·NK (q1 - q0 a multiple of
+    LANES): rows of c past g's ``grows`` repeat its last row, so g needs no padding rows (the caller drops them)."""
     vt = _vector()
     lines = [_fma_declaration(), f"declare float @llvm.vector.reduce.fadd.v{LANES}f32(float, {vt})",
-             "define void @weight_grad(ptr noalias %g, i64 %ldg, i64 %oblocks, ptr noalias %offs, i64 %kblocks, "
-             "ptr noalias %x, i64 %q0, i64 %q1, ptr noalias %c, i64 %ldc) nounwind {",
-             "entry:", "  br label %chunk",
+             "define void @weight_grad(ptr noalias %g, i64 %ldg, i64 %grows, i64 %oblocks, ptr noalias %offs, "
+             "i64 %kblocks, ptr noalias %x, i64 %q0, i64 %q1, ptr noalias %c, i64 %ldc) nounwind {",
+             "entry:", "  %glast = sub i64 %grows, 1", "  br label %chunk",
              "chunk:", "  %qc = phi i64 [%q0, %entry], [%qc.next, %oblocks.done]",
              f"  %qe.try = add i64 %qc, {CHUNK}", "  %qe.short = icmp slt i64 %qe.try, %q1",
              "  %qe = select i1 %qe.short, i64 %qe.try, i64 %q1", "  br label %oblock",
@@ -195,7 +196,8 @@ def _weight_grad_ir():
         lines += [f"  %ko{j} = add i64 %k0, {j}", f"  %op{j} = getelementptr i64, ptr %offs, i64 %ko{j}",
                   f"  %off{j} = load i64, ptr %op{j}", f"  %xr{j} = getelementptr float, ptr %x, i64 %off{j}"]
     for r in range(MO):
-        lines += [f"  %go{r} = add i64 %o0, {r}", f"  %gm{r} = mul i64 %go{r}, %ldg",
+        lines += [f"  %go{r} = add i64 %o0, {r}", f"  %gin{r} = icmp slt i64 %go{r}, %grows",
+                  f"  %gs{r} = select i1 %gin{r}, i64 %go{r}, i64 %glast", f"  %gm{r} = mul i64 %gs{r}, %ldg",
                   f"  %gr{r} = getelementptr float, ptr %g, i64 %gm{r}"]
     lines += ["  br label %pixels", "pixels:", "  %q = phi i64 [%qc, %kblock], [%q.next, %pixels]"]
     for r in range(MO):
@@ -236,7 +238,7 @@ def _kernel(name):
     if name not in _KERNELS:
         gemm = [_PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64]
         ir, argtypes = {"packed_gemm": (_packed_gemm_ir, gemm + [_PTR]), "direct_gemm": (_direct_gemm_ir, gemm),
-                        "weight_grad": (_weight_grad_ir, [_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR,
+                        "weight_grad": (_weight_grad_ir, [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR,
                                                           _I64])}[name]
         _KERNELS[name] = jit.compile_function(ir(), name, argtypes)
     return _KERNELS[name]
@@ -262,13 +264,12 @@ class _Grid:
         ld = -(-(self.n_end + self.reach) // LANES) * LANES
         self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
 
-    def padded(self, a, rows=None):
-        """a (C, N, H, W), any strides -> zero-bordered (rows, ld) float32 buffer, rows ≥ C (extra rows zero). One
-        pass: the borders and the slack are zeroed and the interior copied, the channels split over the threads
-        (NumPy releases the GIL while it copies)."""
+    def padded(self, a):
+        """a (C, N, H, W), any strides -> its zero-bordered (C, ld) float32 buffer. One pass: the borders and the
+        slack are zeroed and the interior copied, the channels split over the threads (NumPy releases the GIL
+        while it copies)."""
         c = a.shape[0]
-        buffer = np.empty((rows or c, self.ld), dtype=np.float32)
-        buffer[c:] = 0
+        buffer = np.empty((c, self.ld), dtype=np.float32)
         images = buffer[:, :self.total].reshape(-1, self.n, self.hp, self.wp)
         p, h, w = self.p, self.h, self.w
 
@@ -333,13 +334,15 @@ def _products(a, offs, x, n_end, y, ldy):
                                            for (lo, hi), panel in zip(pieces, panels)])
 
 
-def _weight_products(g, ldg, rows, offs, columns, x, pixels):
-    """(rows, columns) = Σ_{q < pixels} g[r·ldg + q] · x.flat[offs[kk] + q], rows a multiple of MO, columns of NK
-    (offs that long), pixels of LANES; ``g`` an address. The threads split the pixels; their sums are added."""
+def _weight_products(g, ldg, grows, offs, columns, x, pixels):
+    """(rows, columns) = Σ_{q < pixels} g[r·ldg + q] · x.flat[offs[kk] + q] for the ``grows`` rows of g (an
+    address), rows = grows rounded up to MO (the extra rows are junk), columns a multiple of NK (offs that long),
+    pixels of LANES. The threads split the pixels; their sums are added."""
+    rows = -(-grows // MO) * MO
     pieces = threads.ranges(0, pixels, LANES)
     sums = [np.zeros((rows, columns), dtype=np.float32) for _ in pieces]
-    threads.split(_kernel("weight_grad"), [(g, ldg, rows // MO, offs.ctypes.data, columns // NK, x.ctypes.data,
-                                            lo, hi, total.ctypes.data, columns)
+    threads.split(_kernel("weight_grad"), [(g, ldg, grows, rows // MO, offs.ctypes.data, columns // NK,
+                                            x.ctypes.data, lo, hi, total.ctypes.data, columns)
                                            for (lo, hi), total in zip(pieces, sums)])
     return sum(sums[1:], sums[0])
 
@@ -366,14 +369,11 @@ def matmul(a, b):
 
 
 def matmul_nt(g, x):
-    """g (M, Q) @ x (N, Q)ᵀ, float32, a new (M, N) array, for a long Q. The kernel reads whole blocks of MO rows of
-    g and whole vectors of pixels: g is copied with its rows padded by zeros where M is not a multiple of MO, and
-    the last partial vector of pixels is copied into zeroed LANES-wide blocks (no BLAS call, as in :func:`matmul`)."""
+    """g (M, Q) @ x (N, Q)ᵀ, float32, a new (M, N) array, for a long Q. The kernel reads whole vectors of pixels:
+    the last partial vector is copied into zeroed LANES-wide blocks (no BLAS call, as in :func:`matmul`)."""
     m, q = g.shape
     n = x.shape[0]
     rows, columns = -(-m // MO) * MO, -(-n // NK) * NK
-    if rows != m:
-        g = np.concatenate([g, np.zeros((rows - m, q), dtype=np.float32)])
     g = np.ascontiguousarray(g, dtype=np.float32)
     x = np.ascontiguousarray(x, dtype=np.float32)
     pixels = q // LANES * LANES
@@ -381,14 +381,14 @@ def matmul_nt(g, x):
     offs[:n] = np.arange(n) * q
     out = np.zeros((rows, columns), dtype=np.float32)
     if pixels:
-        out += _weight_products(g.ctypes.data, q, rows, offs, columns, x, pixels)
+        out += _weight_products(g.ctypes.data, q, m, offs, columns, x, pixels)
     if pixels < q:
-        g_tail = np.zeros((rows, LANES), dtype=np.float32)
+        g_tail = np.zeros((m, LANES), dtype=np.float32)
         g_tail[:, :q - pixels] = g[:, pixels:]
         x_tail = np.zeros((n, LANES), dtype=np.float32)
         x_tail[:, :q - pixels] = x[:, pixels:]
         offs[:n] = np.arange(n) * LANES
-        out += _weight_products(g_tail.ctypes.data, LANES, rows, offs, columns, x_tail, LANES)
+        out += _weight_products(g_tail.ctypes.data, LANES, m, offs, columns, x_tail, LANES)
     return np.ascontiguousarray(out[:m, :n])
 
 
@@ -453,8 +453,7 @@ def _shifted_backward(x, w, gy, need_x, need_w):
     c, n, h, wd = x.shape
     o, _, k, _ = w.shape
     grid = _Grid(n, h, wd, k)
-    rows = -(-o // MO) * MO
-    gpad = grid.padded(gy, rows=rows)
+    gpad = grid.padded(gy)
     gx = gw = None
     if need_x:
         gx = grid.corner(_correlate(gpad, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), grid), c)
@@ -463,6 +462,6 @@ def _shifted_backward(x, w, gy, need_x, need_w):
         # anchor q of the grid is padded pixel q + p·Wp + p: G starts that far into gpad's rows
         g = gpad.ctypes.data + grid.p * (grid.wp + 1) * gpad.itemsize
         pixels = -(-grid.anchors // LANES) * LANES
-        dw = _weight_products(g, grid.ld, rows, grid.offsets(c, count=columns), columns, grid.padded(x), pixels)
+        dw = _weight_products(g, grid.ld, o, grid.offsets(c, count=columns), columns, grid.padded(x), pixels)
         gw = np.ascontiguousarray(dw[:o, :k * k * c].reshape(o, k, k, c).transpose(0, 3, 1, 2))
     return gx, gw
