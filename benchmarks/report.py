@@ -127,8 +127,9 @@ def run_info():
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "nflow", "kernels", "benchmarks"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        # the code only: a results file the run (or an earlier one) writes under benchmarks/results is not a change
+        dirty = subprocess.run(["git", "status", "--porcelain", "nflow", "kernels", "benchmarks",
+                                ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         commit += " (+ uncommitted changes in nflow/, kernels/ or benchmarks/)" if dirty else ""
     except OSError:
         commit = "unknown"
