@@ -141,3 +141,54 @@ def test_split_runs_every_part_once_and_returns_the_workers_errors():
     threads.split(record, parts)  # the pool still works after an error
     with pytest.raises(ValueError, match="parts for"):
         threads.split(record, [(i,) for i in range(threads.THREADS + 2)])
+
+
+def test_a_split_interrupted_while_waiting_does_not_leave_answers_for_the_next():
+    """Ctrl-C while the caller waits for its workers: their late answers must not end the next split early."""
+    pool = threads.Pool(1)
+    release, finished = threading.Event(), []
+
+    def slow(i):  # the caller's own part returns at once, the worker's waits to be released
+        if i == 1:
+            release.wait(5)
+        finished.append(i)
+
+    class InterruptedOnce:  # the caller's first wait is "interrupted", as KeyboardInterrupt would
+        def __init__(self, answers):
+            self.answers, self.interrupted = answers, False
+
+        def put(self, item):
+            self.answers.put(item)
+
+        def get(self):
+            if not self.interrupted:
+                self.interrupted = True
+                raise KeyboardInterrupt
+            return self.answers.get()
+
+    pool.done = InterruptedOnce(pool.done)
+    with pytest.raises(KeyboardInterrupt):
+        pool.split(slow, [(0,), (1,)])
+    release.set()  # the interrupted split's worker now answers, late
+
+    def record(i):
+        finished.append(("next", i))
+
+    pool.split(record, [(0,), (1,)])
+    assert ("next", 1) in finished  # the next split waited for its own worker, not the stale answer
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    """A pool's worker threads do not survive fork: a child must start its own rather than wait on none."""
+    import multiprocessing
+    threads.split(lambda i: None, [(i,) for i in range(threads.THREADS)])  # the parent's pool exists
+    if threads.THREADS < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs two threads and fork")
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=threads.split, args=(print, [("",)] * threads.THREADS))
+    child.start()
+    child.join(30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0

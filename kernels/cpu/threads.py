@@ -11,6 +11,7 @@ the others. The work functions are ctypes calls into compiled kernels, which rel
 as many cores at once. :data:`THREADS` parts at most: Numba's configured thread count (``NUMBA_NUM_THREADS``, the
 number of CPUs this process may use unless set).
 """
+import itertools
 import os
 import queue
 import threading
@@ -21,24 +22,27 @@ THREADS = max(1, int(numba.config.NUMBA_NUM_THREADS))
 
 
 class Pool:
-    """``workers`` daemon threads, each taking (fn, args) from its own queue and answering on a shared one."""
+    """``workers`` daemon threads, each taking (fn, args, ticket) from its own queue and answering (ticket, error) on a
+    shared one. The ticket names the split a part belongs to: a split interrupted while it waited (Ctrl-C) leaves
+    its workers' answers behind, and the next split must not count them as its own."""
 
     def __init__(self, workers):
         self.pid = os.getpid()
         self.lock = threading.Lock()  # one split at a time: a second caller's parts wait for the first's
         self.tasks = [queue.SimpleQueue() for _ in range(workers)]
         self.done = queue.SimpleQueue()
+        self.tickets = itertools.count()
         for tasks in self.tasks:
             threading.Thread(target=self._work, args=(tasks,), daemon=True, name="nflow-kernel-worker").start()
 
     def _work(self, tasks):
         while True:
-            fn, args = tasks.get()
+            fn, args, ticket = tasks.get()
             try:
                 fn(*args)
-                self.done.put(None)
+                self.done.put((ticket, None))
             except BaseException as error:  # hand the error to the caller rather than losing the thread
-                self.done.put(error)
+                self.done.put((ticket, error))
 
     def split(self, fn, parts):
         """fn(*part) for every part of ``parts`` (at most one more than the workers), all at once; returns when
@@ -46,16 +50,20 @@ class Pool:
         if len(parts) > len(self.tasks) + 1:
             raise ValueError(f"threads.split: {len(parts)} parts for {len(self.tasks) + 1} threads")
         with self.lock:
+            ticket = next(self.tickets)
             for tasks, args in zip(self.tasks, parts[1:]):
-                tasks.put((fn, args))
+                tasks.put((fn, args, ticket))
             first_error = None
             try:
                 if parts:
                     fn(*parts[0])
             finally:
-                for _ in parts[1:]:
-                    error = self.done.get()
-                    first_error = first_error or error
+                waiting = len(parts) - 1
+                while waiting:
+                    answered, error = self.done.get()
+                    if answered == ticket:  # an earlier, interrupted split's answers are dropped
+                        waiting -= 1
+                        first_error = first_error or error
         if first_error is not None:
             raise first_error
 
