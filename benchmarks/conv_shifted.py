@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from benchmarks.machine import describe, median_time
+from nflow.cli.parser import positive_int
 from nflow.kernels.cpu import conv as shifted
 from nflow.kernels.reference import conv as twin
 
@@ -24,6 +25,15 @@ SHAPES = ((64, 64, 28), (64, 64, 14), (256, 256, 14), (2, 256, 14), (256, 4, 14)
 
 def median_ms(fn, repeats):
     return 1e3 * median_time(fn, repeats)
+
+
+def conv_benchmark_parser(description):
+    """The arguments this script and ``benchmarks/own_conv.py`` share: --repeats, --batch (positive), --torch."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=positive_int, default=7)
+    parser.add_argument("--batch", type=positive_int, default=64)
+    parser.add_argument("--torch", action="store_true", help="also time torch.nn.functional.conv2d")
+    return parser
 
 
 def measure_torch(x, w, gy, repeats):
@@ -64,11 +74,7 @@ def measure(c_in, c_out, h, batch, repeats, rng, with_torch=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--torch", action="store_true", help="also time torch.nn.functional.conv2d")
-    args = parser.parse_args(argv)
+    args = conv_benchmark_parser(__doc__.splitlines()[0]).parse_args(argv)
     rng = np.random.default_rng(0)
     machine = describe()
     print(f"{machine['cpu']} ({machine['SIMD']}); OpenBLAS {machine['OpenBLAS core type at run time']}, "

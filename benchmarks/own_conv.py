@@ -12,13 +12,12 @@ sends a network's convolutions to them only where it can send all of them. ``--t
 same arrays (NCHW): forward, and forward + backward. Threads: ``NUMBA_NUM_THREADS`` for the own kernels (the
 CPUs this process may use unless set), ``OPENBLAS_NUM_THREADS`` for BLAS, the same count for PyTorch.
 """
-import argparse
 import os
 
 import numpy as np
 
-from benchmarks.conv_shifted import measure_torch
-from benchmarks.machine import describe, median_time
+from benchmarks.conv_shifted import conv_benchmark_parser, measure_torch, median_ms
+from benchmarks.machine import describe
 from nflow.kernels.cpu import conv as cpu_conv
 from nflow.kernels.cpu import conv_jit, jit, threads
 from nflow.kernels.reference import conv as twin
@@ -26,10 +25,6 @@ from nflow.kernels.reference import conv as twin
 # (C_in, C_out, H): RealNVP's convolutions on MNIST (64 hidden channels; 1 or 2 channels in, 2 or 4 out)
 SHAPES = ((64, 64, 28), (64, 64, 14), (1, 64, 28), (64, 2, 28), (2, 64, 14), (64, 4, 14))
 SPIN_SIZE = 384  # the threaded BLAS product run before "own after BLAS"
-
-
-def median_ms(fn, repeats):
-    return 1e3 * median_time(fn, repeats)
 
 
 def blas_path(c_in, c_out):
@@ -61,11 +56,7 @@ def measure(c_in, c_out, h, batch, repeats, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--torch", action="store_true", help="also time torch.nn.functional.conv2d")
-    args = parser.parse_args(argv)
+    args = conv_benchmark_parser(__doc__.splitlines()[0]).parse_args(argv)
     if not jit.AVAILABLE:
         print(f"own_conv: nothing to measure, {jit.UNAVAILABLE_REASON}")
         return

@@ -37,7 +37,7 @@ unfolds the side with fewer channels. Cutting the columns into cache-sized tiles
 channels — all of RealNVP's convolutions, none of Glow's at 256-512 hidden channels): ``kernels/cpu/conv_jit.py``
 runs the same two algorithms with GEMM micro-kernels of its own on nflow's own threads. BLAS runs the long
 products of the weight gradient (64 × 64 outputs summed over 57,600 pixels) at 40 GFLOP/s a core; the own kernel
-at twice that. But the two only pay together with the threads: OpenBLAS's worker spins ~0.1 s after each threaded
+at 75. But the two only pay together with the threads: OpenBLAS's worker spins ~0.1 s after each threaded
 call, so a network must make no threaded BLAS call at all for the own threads to find the second core — hence
 every convolution of RealNVP's networks, the thin ones too, and none of Glow's, whose 256-channel 1x1 products
 BLAS runs at its best rate. Measured in ``python -m benchmarks.own_conv`` and ``benchmarks.ab_checkouts``

@@ -1,20 +1,21 @@
 """The 'same' stride-1 convolution on nflow's own kernels and threads: the shifted-window algorithm of
 ``kernels/cpu/conv.py`` (read its docstring first), with the GEMMs done by two micro-kernels written in LLVM IR
-(``kernels/cpu/jit.py``) instead of BLAS, split over nflow's own threads (``kernels/cpu/threads.py``).
+(``kernels/cpu/gemm_ir.py``, compiled by ``kernels/cpu/jit.py``) instead of BLAS, split over nflow's own threads
+(``kernels/cpu/threads.py``).
 
 Both kernels read the padded input X (C, P) through a table of row offsets, one per (tap, channel):
 ``offs[(i, j, c)] = c·ld + i·Wp + j``, so row (i, j, c) of the "unfolded" input is X[c] shifted by the tap, read in
 place: im2col without its buffer.
 
-1. :func:`_packed_gemm_ir` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors and
+1. ``packed_gemm`` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors and
    each chunk of :data:`KC` rows of the K = C·k², it copies those shifted rows of the strip into one contiguous
    (KC, NR) block (the BLIS "packed panel", 32 KB: it stays in L1), then runs every block of :data:`MR` output
    rows over it with an MR × NR register block: per kk, :data:`NV` vector loads, MR broadcasts, MR·NV fused
    multiply-adds, the tile carried from chunk to chunk in y. Packing costs K·NR copies per strip against O·K·NR
-   multiply-adds, so it pays from a few output rows up; :func:`_direct_gemm_ir` reads the shifted rows in place
+   multiply-adds, so it pays from a few output rows up; ``direct_gemm`` reads the shifted rows in place
    instead, for one block of rows or a short K (the thin ends of a network). Forward and dx (the same correlation
    of the output gradient with the flipped, transposed kernel) run them, and so does :func:`matmul`, on plain rows.
-2. :func:`_weight_grad_ir` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid
+2. ``weight_grad`` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid
    (and :func:`matmul_nt` on plain rows):
    a sum over the long pixel axis, so the vector runs along q; a 6 × 4 block of (o, kk) keeps 24 vector partial
    sums while the kernel streams 6 rows of G and 4 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
@@ -24,224 +25,16 @@ float32 only (:func:`runs`); the model layers' float64 gradient checks run the B
 path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why there, is
 ``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
 """
-import ctypes
-
 import numpy as np
 
 from nflow.kernels.cpu import jit, threads
-from nflow.kernels.cpu.jit import LANES
+from nflow.kernels.cpu.gemm_ir import ALIGN, KC, LANES, MO, MR, NK, NR, kernel
 from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matrix, im2col, unfolds_output
 
-MR, NV = 6, 4                 # the GEMM kernel's register block: 6 output rows × 4 vectors (64 anchors)
-NR = NV * LANES               # anchors per strip
-KC = 128                      # rows of the k packed at a time: 128 × 64 floats (32 KB) stay in L1
-MO, NK = 6, 4                 # the weight-gradient kernel's block: 6 output channels × 4 (tap, channel) columns
-# (against 4 × 6: 64 -> 64 channels' dW 35.5-35.9 ms against 37.7-38.9 at 28x28, 9.9-10.6 against 11.5-11.6 at 14x14)
-CHUNK = 1024                  # pixels per weight-gradient chunk: 6 + 4 rows of 4 KB stay in L1 (256: 42 ms, 2048: 42)
-ALIGN = 64                    # bytes: packed blocks start on a cache line
 L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
 DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
 DIRECT_MAX_DEPTH = 36         # ... or at most 4 channels × 9 taps: read the shifted rows in place, no packing
 SHIFTED_MIN_CHANNELS = 16     # fewer on either side: unfold that side (im2col), as the twin does
-
-
-def _vector():
-    return f"<{LANES} x float>"
-
-
-def _fma_declaration():
-    return f"declare {_vector()} @llvm.fma.v{LANES}f32({_vector()}, {_vector()}, {_vector()})"
-
-
-def _register_block(lines, loop, entry, addresses, b_vectors, a_row, initial=lambda r, j: "zeroinitializer"):
-    """Emit the body of an MR × NV register-block loop labelled ``loop`` (entered from ``entry``, its counter's
-    phi already emitted): phi nodes for the accumulators, then the ``addresses`` lines, the NV vectors
-    ``b_vectors(lines)`` loads, MR broadcasts of the floats at ``a_row`` + r, and the fused multiply-adds; the new
-    sums are %sum{r}.{j}."""
-    vt = _vector()
-    for r in range(MR):
-        for j in range(NV):
-            lines.append(f"  %acc{r}.{j} = phi {vt} [{initial(r, j)}, %{entry}], [%sum{r}.{j}, %{loop}]")
-    lines += addresses
-    b_vectors(lines)
-    for r in range(MR):
-        lines += [f"  %ap{r} = getelementptr float, ptr {a_row}, i64 {r}", f"  %as{r} = load float, ptr %ap{r}",
-                  f"  %ai{r} = insertelement {vt} poison, float %as{r}, i32 0",
-                  f"  %av{r} = shufflevector {vt} %ai{r}, {vt} poison, <{LANES} x i32> zeroinitializer"]
-        for j in range(NV):
-            lines.append(f"  %sum{r}.{j} = call {vt} @llvm.fma.v{LANES}f32({vt} %av{r}, {vt} %b{j}, {vt} %acc{r}.{j})")
-
-
-def _load_vectors(lines, base, align):
-    for j in range(NV):
-        lines += [f"  %bp{j} = getelementptr float, ptr {base}, i64 {j * LANES}",
-                  f"  %b{j} = load {_vector()}, ptr %bp{j}, align {align}"]
-
-
-def _tile_addresses(lines):
-    """%yp{r}.{j}: the address of y[(mb·MR + r)·ldy + n + j·LANES], the output tile of block mb in strip n."""
-    lines.append(f"  %row0 = mul i64 %mb, {MR}")
-    for r in range(MR):
-        lines += [f"  %row{r}.i = add i64 %row0, {r}", f"  %yo{r} = mul i64 %row{r}.i, %ldy",
-                  f"  %yn{r} = add i64 %yo{r}, %n"]
-        for j in range(NV):
-            lines += [f"  %yi{r}.{j} = add i64 %yn{r}, {j * LANES}",
-                      f"  %yp{r}.{j} = getelementptr float, ptr %y, i64 %yi{r}.{j}"]
-
-
-def _store_block(lines):
-    """Store the sums %sum{r}.{j} at the tile addresses."""
-    for r in range(MR):
-        for j in range(NV):
-            lines.append(f"  store {_vector()} %sum{r}.{j}, ptr %yp{r}.{j}, align 4")
-
-
-_GEMM_ARGUMENTS = ("ptr noalias %a, i64 %mblocks, i64 %k, ptr noalias %offs, ptr noalias %x, i64 %n0, i64 %n1, "
-                   "ptr noalias %y, i64 %ldy")
-
-
-def _packed_gemm_ir():
-    """``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)``: for n in [n0, n1) step NR and each chunk of
-    KC rows of the k, copy the chunk's shifted rows of the strip into ``panel`` (KC × NR, in L1), then for every
-    block mb of MR rows add Σ_kk a[mb, kk, r] · panel[kk] to the tile y[mb·MR + r, n:n+NR] (set, on the first
-    chunk); a packed as (mblocks, k, MR)."""
-    vt = _vector()
-    lines = [_fma_declaration(), f"define void @packed_gemm({_GEMM_ARGUMENTS}, ptr noalias %panel) nounwind {{",
-             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %strip",
-             "strip:", "  %n = phi i64 [%n0, %entry], [%n.next, %chunks.done]", "  br label %chunk",
-             "chunk:", "  %kc = phi i64 [0, %strip], [%kc.next, %blocks.done]",
-             f"  %kc.try = add i64 %kc, {KC}", "  %kc.short = icmp slt i64 %kc.try, %k",
-             "  %kend = select i1 %kc.short, i64 %kc.try, i64 %k", "  %klen = sub i64 %kend, %kc",
-             "  %first = icmp eq i64 %kc, 0", "  br label %pack",
-             "pack:", "  %pk = phi i64 [%kc, %chunk], [%pk.next, %pack]",
-             "  %offp = getelementptr i64, ptr %offs, i64 %pk", "  %off = load i64, ptr %offp",
-             "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
-             "  %pr = sub i64 %pk, %kc", f"  %dst.i = mul i64 %pr, {NR}",
-             "  %dst = getelementptr float, ptr %panel, i64 %dst.i"]
-    for j in range(NV):
-        lines += [f"  %ps{j} = getelementptr float, ptr %src, i64 {j * LANES}",
-                  f"  %pv{j} = load {vt}, ptr %ps{j}, align 4",
-                  f"  %pd{j} = getelementptr float, ptr %dst, i64 {j * LANES}",
-                  f"  store {vt} %pv{j}, ptr %pd{j}, align {ALIGN}"]
-    lines += ["  %pk.next = add i64 %pk, 1", "  %packed = icmp eq i64 %pk.next, %kend",
-              "  br i1 %packed, label %block, label %pack",
-              "block:", "  %mb = phi i64 [0, %pack], [%mb.next, %store]",
-              "  %ab.i = mul i64 %mb, %kmr", f"  %ac.i = mul i64 %kc, {MR}", "  %abc.i = add i64 %ab.i, %ac.i",
-              "  %ab = getelementptr float, ptr %a, i64 %abc.i"]
-    _tile_addresses(lines)
-    for r in range(MR):  # the tile so far (garbage on the first chunk, where it is not used)
-        for j in range(NV):
-            lines += [f"  %old{r}.{j} = load {vt}, ptr %yp{r}.{j}, align 4",
-                      f"  %init{r}.{j} = select i1 %first, {vt} zeroinitializer, {vt} %old{r}.{j}"]
-    lines += ["  br label %inner", "inner:", "  %kk = phi i64 [0, %block], [%kk.next, %inner]"]
-    addresses = [f"  %b.i = mul i64 %kk, {NR}", "  %bk = getelementptr float, ptr %panel, i64 %b.i",
-                 f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
-    _register_block(lines, "inner", "block", addresses, lambda ls: _load_vectors(ls, "%bk", ALIGN), "%ak",
-                    initial=lambda r, j: f"%init{r}.{j}")
-    lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %klen",
-              "  br i1 %kdone, label %store, label %inner", "store:"]
-    _store_block(lines)
-    lines += ["  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
-              "  br i1 %mbdone, label %blocks.done, label %block",
-              "blocks.done:", f"  %kc.next = add i64 %kc, {KC}", "  %kcdone = icmp sge i64 %kc.next, %k",
-              "  br i1 %kcdone, label %chunks.done, label %chunk",
-              "chunks.done:", f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
-              "  br i1 %ndone, label %exit, label %strip",
-              "exit:", "  ret void", "}"]
-    return "\n".join(lines)
-
-
-def _direct_gemm_ir():
-    """``direct_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy)``: the same products as :func:`_packed_gemm_ir`,
-    reading the shifted rows where they lie, one block of MR rows at a time over every strip. For few rows or a
-    short k, where copying a strip would cost as much as using it."""
-    lines = [_fma_declaration(), f"define void @direct_gemm({_GEMM_ARGUMENTS}) nounwind {{",
-             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %block",
-             "block:", "  %mb = phi i64 [0, %entry], [%mb.next, %strips.done]",
-             "  %ab.i = mul i64 %mb, %kmr", "  %ab = getelementptr float, ptr %a, i64 %ab.i", "  br label %strip",
-             "strip:", "  %n = phi i64 [%n0, %block], [%n.next, %store]", "  br label %inner",
-             "inner:", "  %kk = phi i64 [0, %strip], [%kk.next, %inner]"]
-    addresses = ["  %offp = getelementptr i64, ptr %offs, i64 %kk", "  %off = load i64, ptr %offp",
-                 "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
-                 f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
-    _register_block(lines, "inner", "strip", addresses, lambda ls: _load_vectors(ls, "%src", 4), "%ak")
-    lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %k",
-              "  br i1 %kdone, label %store, label %inner", "store:"]
-    _tile_addresses(lines)
-    _store_block(lines)
-    lines += [f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
-              "  br i1 %ndone, label %strips.done, label %strip",
-              "strips.done:", "  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
-              "  br i1 %mbdone, label %exit, label %block",
-              "exit:", "  ret void", "}"]
-    return "\n".join(lines)
-
-
-def _weight_grad_ir():
-    """``weight_grad(g, ldg, grows, oblocks, offs, kblocks, x, q0, q1, c, ldc)``: c[o, kk] += Σ_{q0 ≤ q < q1}
-    g[min(o, grows - 1)·ldg + q] · x[offs[kk] + q] for o < oblocks·MO, kk < kblocks·NK (q1 - q0 a multiple of
-    LANES): rows of c past g's ``grows`` repeat its last row, so g needs no padding rows (the caller drops them)."""
-    vt = _vector()
-    lines = [_fma_declaration(), f"declare float @llvm.vector.reduce.fadd.v{LANES}f32(float, {vt})",
-             "define void @weight_grad(ptr noalias %g, i64 %ldg, i64 %grows, i64 %oblocks, ptr noalias %offs, "
-             "i64 %kblocks, ptr noalias %x, i64 %q0, i64 %q1, ptr noalias %c, i64 %ldc) nounwind {",
-             "entry:", "  %glast = sub i64 %grows, 1", "  br label %chunk",
-             "chunk:", "  %qc = phi i64 [%q0, %entry], [%qc.next, %oblocks.done]",
-             f"  %qe.try = add i64 %qc, {CHUNK}", "  %qe.short = icmp slt i64 %qe.try, %q1",
-             "  %qe = select i1 %qe.short, i64 %qe.try, i64 %q1", "  br label %oblock",
-             "oblock:", "  %ob = phi i64 [0, %chunk], [%ob.next, %kblocks.done]", f"  %o0 = mul i64 %ob, {MO}",
-             "  br label %kblock",
-             "kblock:", "  %kb = phi i64 [0, %oblock], [%kb.next, %reduce]", f"  %k0 = mul i64 %kb, {NK}"]
-    for j in range(NK):
-        lines += [f"  %ko{j} = add i64 %k0, {j}", f"  %op{j} = getelementptr i64, ptr %offs, i64 %ko{j}",
-                  f"  %off{j} = load i64, ptr %op{j}", f"  %xr{j} = getelementptr float, ptr %x, i64 %off{j}"]
-    for r in range(MO):
-        lines += [f"  %go{r} = add i64 %o0, {r}", f"  %gin{r} = icmp slt i64 %go{r}, %grows",
-                  f"  %gs{r} = select i1 %gin{r}, i64 %go{r}, i64 %glast", f"  %gm{r} = mul i64 %gs{r}, %ldg",
-                  f"  %gr{r} = getelementptr float, ptr %g, i64 %gm{r}"]
-    lines += ["  br label %pixels", "pixels:", "  %q = phi i64 [%qc, %kblock], [%q.next, %pixels]"]
-    for r in range(MO):
-        for j in range(NK):
-            lines.append(f"  %acc{r}.{j} = phi {vt} [zeroinitializer, %kblock], [%sum{r}.{j}, %pixels]")
-    for r in range(MO):
-        lines += [f"  %gp{r} = getelementptr float, ptr %gr{r}, i64 %q", f"  %gv{r} = load {vt}, ptr %gp{r}, align 4"]
-    for j in range(NK):
-        lines += [f"  %xp{j} = getelementptr float, ptr %xr{j}, i64 %q", f"  %xv{j} = load {vt}, ptr %xp{j}, align 4"]
-        for r in range(MO):
-            lines.append(f"  %sum{r}.{j} = call {vt} @llvm.fma.v{LANES}f32({vt} %gv{r}, {vt} %xv{j}, {vt} %acc{r}.{j})")
-    lines += [f"  %q.next = add i64 %q, {LANES}", "  %qdone = icmp sge i64 %q.next, %qe",
-              "  br i1 %qdone, label %reduce, label %pixels", "reduce:"]
-    for r in range(MO):
-        lines += [f"  %co{r} = add i64 %o0, {r}", f"  %cm{r} = mul i64 %co{r}, %ldc", f"  %ck{r} = add i64 %cm{r}, %k0"]
-        for j in range(NK):
-            lines += [f"  %s{r}.{j} = call reassoc float @llvm.vector.reduce.fadd.v{LANES}f32(float -0.0, "
-                      f"{vt} %sum{r}.{j})",
-                      f"  %ci{r}.{j} = add i64 %ck{r}, {j}", f"  %cp{r}.{j} = getelementptr float, ptr %c, i64 %ci{r}.{j}",
-                      f"  %cv{r}.{j} = load float, ptr %cp{r}.{j}", f"  %cn{r}.{j} = fadd float %cv{r}.{j}, %s{r}.{j}",
-                      f"  store float %cn{r}.{j}, ptr %cp{r}.{j}"]
-    lines += ["  %kb.next = add i64 %kb, 1", "  %kbdone = icmp eq i64 %kb.next, %kblocks",
-              "  br i1 %kbdone, label %kblocks.done, label %kblock",
-              "kblocks.done:", "  %ob.next = add i64 %ob, 1", "  %obdone = icmp eq i64 %ob.next, %oblocks",
-              "  br i1 %obdone, label %oblocks.done, label %oblock",
-              "oblocks.done:", f"  %qc.next = add i64 %qc, {CHUNK}", "  %qcdone = icmp sge i64 %qc.next, %q1",
-              "  br i1 %qcdone, label %exit, label %chunk",
-              "exit:", "  ret void", "}"]
-    return "\n".join(lines)
-
-
-_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_KERNELS = {}
-
-
-def _kernel(name):
-    """The compiled kernel ``name`` ("packed_gemm", "direct_gemm", "weight_grad"), compiled on first use."""
-    if name not in _KERNELS:
-        gemm = [_PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64]
-        ir, argtypes = {"packed_gemm": (_packed_gemm_ir, gemm + [_PTR]), "direct_gemm": (_direct_gemm_ir, gemm),
-                        "weight_grad": (_weight_grad_ir, [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR,
-                                                          _I64])}[name]
-        _KERNELS[name] = jit.compile_function(ir(), name, argtypes)
-    return _KERNELS[name]
 
 
 def runs(dtype):
@@ -327,10 +120,10 @@ def _products(a, offs, x, n_end, y, ldy):
     pieces = threads.ranges(0, n_end, NR)
     common = (packed.ctypes.data, blocks, depth, offs.ctypes.data, x.ctypes.data)
     if rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
-        threads.split(_kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
+        threads.split(kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
         return
     panels = [_aligned_empty(min(depth, KC) * NR) for _ in pieces]  # one per thread; kept alive through the calls
-    threads.split(_kernel("packed_gemm"), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
+    threads.split(kernel("packed_gemm"), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
                                            for (lo, hi), panel in zip(pieces, panels)])
 
 
@@ -341,7 +134,7 @@ def _weight_products(g, ldg, grows, offs, columns, x, pixels):
     rows = -(-grows // MO) * MO
     pieces = threads.ranges(0, pixels, LANES)
     sums = [np.zeros((rows, columns), dtype=np.float32) for _ in pieces]
-    threads.split(_kernel("weight_grad"), [(g, ldg, grows, rows // MO, offs.ctypes.data, columns // NK,
+    threads.split(kernel("weight_grad"), [(g, ldg, grows, rows // MO, offs.ctypes.data, columns // NK,
                                             x.ctypes.data, lo, hi, total.ctypes.data, columns)
                                            for (lo, hi), total in zip(pieces, sums)])
     return sum(sums[1:], sums[0])
