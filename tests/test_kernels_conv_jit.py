@@ -192,3 +192,14 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     if alive:
         child.kill()
     assert not alive and child.exitcode == 0
+
+
+def test_without_a_working_jit_the_probe_says_why(monkeypatch):
+    """Where IR cannot be compiled (an llvmlite without opaque pointers, no native target), the probe reports it in a
+    sentence and the convolutions keep their BLAS paths (the rule reads jit.AVAILABLE)."""
+    def refuse(ir, name, argtypes):
+        raise RuntimeError("no native target")
+
+    monkeypatch.setattr(jit, "compile_function", refuse)
+    available, why = jit._probe()
+    assert not available and "cannot compile LLVM IR" in why and "no native target" in why
