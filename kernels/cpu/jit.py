@@ -4,9 +4,11 @@ Why not Numba for these: a GEMM micro-kernel keeps a block of the output (here 6
 in registers while it runs over the inner dimension, and issues one broadcast and four fused multiply-adds per
 loaded value. Numba has no vector types, and LLVM's loop vectoriser, given scalar loops, picks 256-bit vectors on
 AVX-512 parts and cannot keep an output block in registers when the output is also an array it stores to: the
-same 3x3 convolution written as Numba loops ran at 20–40 GFLOP/s on one core (issue 12's sessions), this IR at
-110–130 (``python -m benchmarks.own_conv``). The IR names vectors of :data:`LANES` floats; LLVM splits each into
-what the CPU has (one AVX-512 register, two AVX2 ones, four NEON ones), so the same text serves every CPU.
+GEMM-shaped work written as Numba loops ran at 20–40 GFLOP/s on one core (issue 12's sessions); RealNVP's
+64-channel 3x3 products in this IR at 114 on one core (a prototype), its training step at 132–153 on two
+(``python -m benchmarks.own_conv``; ``benchmarks/RESULTS.md``). The IR names vectors of :data:`LANES` floats; LLVM
+splits each into what the CPU has (one AVX-512 register, two AVX2 ones, four NEON ones), so the same text serves
+every CPU.
 
 :func:`compile_function` turns IR text into a callable (``ctypes``, which releases the GIL for the call, so two
 Python threads can run kernels at once). :data:`AVAILABLE` says whether this process can compile at all (llvmlite
