@@ -68,7 +68,8 @@ def test_realnvp_sized_convolutions_match_the_twin():
     on a batch of 2: many whole strips, two threads' shares."""
     rng = np.random.default_rng(7)
     for c_in, c_out, size in ((64, 64, 28), (64, 64, 14), (1, 64, 28), (64, 2, 28), (2, 64, 14), (64, 4, 14)):
-        x, wt, gy = _draw(rng, (c_in, 2, size, size)), _draw(rng, (c_out, c_in, 3, 3)), _draw(rng, (c_out, 2, size, size))
+        x, wt = _draw(rng, (c_in, 2, size, size)), _draw(rng, (c_out, c_in, 3, 3))
+        gy = _draw(rng, (c_out, 2, size, size))
         x64, w64, gy64 = (a.astype(np.float64) for a in (x, wt, gy))
         _close(conv_jit.forward(x, wt, True), ref_conv.forward(x64, w64))
         for got, want in zip(conv_jit.backward(x, wt, gy), ref_conv.backward(x64, w64, gy64)):

@@ -196,7 +196,8 @@ def _weight_grad_ir():
         for j in range(NK):
             lines += [f"  %s{r}.{j} = call reassoc float @llvm.vector.reduce.fadd.v{LANES}f32(float -0.0, "
                       f"{vt} %sum{r}.{j})",
-                      f"  %ci{r}.{j} = add i64 %ck{r}, {j}", f"  %cp{r}.{j} = getelementptr float, ptr %c, i64 %ci{r}.{j}",
+                      f"  %ci{r}.{j} = add i64 %ck{r}, {j}",
+                      f"  %cp{r}.{j} = getelementptr float, ptr %c, i64 %ci{r}.{j}",
                       f"  %cv{r}.{j} = load float, ptr %cp{r}.{j}", f"  %cn{r}.{j} = fadd float %cv{r}.{j}, %s{r}.{j}",
                       f"  store float %cn{r}.{j}, ptr %cp{r}.{j}"]
     lines += ["  %kb.next = add i64 %kb, 1", "  %kbdone = icmp eq i64 %kb.next, %kblocks",
