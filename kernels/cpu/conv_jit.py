@@ -56,13 +56,14 @@ class _Grid:
         self.n_end = -(-self.anchors // NR) * NR      # whole strips
         ld = -(-(self.n_end + self.reach) // LANES) * LANES
         self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
+        self.first_anchor = self.p * (self.wp + 1)    # padded pixel of anchor 0's centre: aligned in every buffer
 
     def padded(self, a):
         """a (C, N, H, W), any strides -> its zero-bordered (C, ld) float32 buffer. One pass: the borders and the
         slack are zeroed and the interior copied, the channels split over the threads (NumPy releases the GIL
         while it copies)."""
         c = a.shape[0]
-        buffer = np.empty((c, self.ld), dtype=np.float32)
+        buffer = _aligned_empty((c, self.ld), first=self.first_anchor)
         images = buffer[:, :self.total].reshape(-1, self.n, self.hp, self.wp)
         p, h, w = self.p, self.h, self.w
 
@@ -101,11 +102,15 @@ class _Grid:
         return out
 
 
-def _aligned_empty(size):
-    """A float32 array of ``size`` elements starting on an ALIGN-byte boundary."""
+def _aligned_empty(shape, first=0):
+    """A C-ordered float32 array of ``shape`` whose flat element ``first`` starts on an ALIGN-byte boundary (so,
+    with rows a multiple of LANES long, that element of every row). NumPy promises only 16-byte alignment, and a
+    vector load that straddles two cache lines costs two: aligning the gradient's anchors and the outputs made the
+    weight-gradient kernel 19-24 % faster (benchmarks/RESULTS.md, issue 12, eighth session)."""
+    size = int(np.prod(shape))
     raw = np.empty(size + ALIGN // 4, dtype=np.float32)
-    start = (-raw.ctypes.data % ALIGN) // 4
-    return raw[start:start + size]
+    start = (-(raw.ctypes.data // 4 + first)) % (ALIGN // 4)
+    return raw[start:start + size].reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------- the two drivers
@@ -122,7 +127,7 @@ def _products(a, offs, x, n_end, y, ldy):
     if rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
         threads.split(kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
         return
-    panels = [_aligned_empty(min(depth, KC) * NR) for _ in pieces]  # one per thread; kept alive through the calls
+    panels = [_aligned_empty((min(depth, KC) * NR,)) for _ in pieces]  # one per thread; kept alive through the calls
     threads.split(kernel("packed_gemm"), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
                                            for (lo, hi), panel in zip(pieces, panels)])
 
@@ -149,7 +154,7 @@ def matmul(a, b):
     b = np.ascontiguousarray(b, dtype=np.float32)
     whole = n // NR * NR
     rows = -(-m // MR) * MR
-    y = np.empty((rows, n), dtype=np.float32)
+    y = _aligned_empty((rows, n))
     if whole:
         _products(a, np.arange(depth, dtype=np.int64) * n, b, whole, y, n)
     if whole < n:
@@ -195,7 +200,7 @@ def _shifted(c, o):
 def _correlate(xpad, w, grid):
     """Y (rows, ld) on the anchor grid: Σ over taps and channels of w (O, C, k, k) times the shifted xpad rows."""
     o, c, k, _ = w.shape
-    y = np.empty((-(-o // MR) * MR, grid.ld), dtype=np.float32)
+    y = _aligned_empty((-(-o // MR) * MR, grid.ld))
     _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, y, grid.ld)
     return y  # columns (i, j, channel) of the weight matrix, as the offsets
 
@@ -252,8 +257,8 @@ def _shifted_backward(x, w, gy, need_x, need_w):
         gx = grid.corner(_correlate(gpad, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), grid), c)
     if need_w:
         columns = -(-(k * k * c) // NK) * NK
-        # anchor q of the grid is padded pixel q + p·Wp + p: G starts that far into gpad's rows
-        g = gpad.ctypes.data + grid.p * (grid.wp + 1) * gpad.itemsize
+        # anchor q of the grid is padded pixel q + p·Wp + p: G starts that far into gpad's rows (on a cache line)
+        g = gpad.ctypes.data + grid.first_anchor * gpad.itemsize
         pixels = -(-grid.anchors // LANES) * LANES
         dw = _weight_products(g, grid.ld, o, grid.offsets(c, count=columns), columns, grid.padded(x), pixels)
         gw = np.ascontiguousarray(dw[:o, :k * k * c].reshape(o, k, k, c).transpose(0, 3, 1, 2))
