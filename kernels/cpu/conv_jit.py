@@ -7,6 +7,11 @@ Both kernels read the padded input X (C, P) through a table of row offsets, one 
 ``offs[(i, j, c)] = c·ld + i·Wp + j``, so row (i, j, c) of the "unfolded" input is X[c] shifted by the tap, read in
 place: im2col without its buffer.
 
+One change of layout against ``conv.py``'s grid: neighbouring rows and images share their zero borders
+(:class:`_Grid`), so there are fewer cells whose outputs are computed and dropped — 7 % more than the outputs at
+28×28 instead of 15 %, 15 % at 14×14 instead of 31 % (RealNVP's training step 0.54 → 0.47 s with the aligned
+buffers below; benchmarks/RESULTS.md, issue 12, eighth session).
+
 1. ``packed_gemm`` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors and
    each chunk of :data:`KC` rows of the K = C·k², it copies those shifted rows of the strip into one contiguous
    (KC, NR) block (the BLIS "packed panel", 32 KB: it stays in L1), then runs every block of :data:`MR` output
@@ -44,19 +49,33 @@ def runs(dtype):
 
 # ------------------------------------------------------------------------------------------ buffers and geometry
 class _Grid:
-    """The padded anchor grid of a batch: images (H, W) padded by p = k // 2 to (Hp, Wp), laid end to end, each
-    row of a channel ``ld`` floats long — room past the last anchor for the kernels' whole strips and shifts."""
+    """The padded anchor grid of a batch, each channel one row ``ld`` floats long. The images are laid end to end
+    with their borders shared: every image row is followed by p = k // 2 zeros, which are its right border and the
+    next row's left border at once, and every image by p zero rows, its bottom border and the next image's top;
+    ``first_anchor`` = p·Wp + p zeros lead. So an image takes (H + p) × (W + p) = Hp × Wp cells, not
+    (H + 2p) × (W + 2p): the kernels compute an output for every cell (the border cells' are dropped), 7 % more
+    than the outputs at 28×28 and 15 % at 14×14, against 15 % and 31 % with a border of its own on every side.
+
+    Pixel (n, r, c) of a channel sits at ``first_anchor + (n·Hp + r)·Wp + c``; anchor q is the top-left tap of
+    the window whose centre is ``first_anchor + q``, so the output of pixel (n, r, c) is anchor
+    (n·Hp + r)·Wp + c, and its taps read q + i·Wp + j for i, j < k, never outside the row: row ``ld`` leaves room
+    past the last anchor for the kernels' whole strips and for the largest shift."""
 
     def __init__(self, n, h, w, k):
         self.n, self.h, self.w, self.k, self.p = n, h, w, k, k // 2
-        self.hp, self.wp = h + 2 * self.p, w + 2 * self.p
-        self.total = n * self.hp * self.wp
+        self.hp, self.wp = h + self.p, w + self.p
+        self.first_anchor = self.p * (self.wp + 1)    # leading zeros: aligned in every buffer (_aligned_empty)
+        self.anchors = n * self.hp * self.wp          # one per cell: every output pixel's, and the borders'
+        self.total = self.first_anchor + self.anchors  # where the laid-out images end; zeros from here to ld
         self.reach = (k - 1) * (self.wp + 1)          # the largest tap shift
-        self.anchors = self.total - self.reach        # the anchors whose every tap lies inside the batch
         self.n_end = -(-self.anchors // NR) * NR      # whole strips
         ld = -(-(self.n_end + self.reach) // LANES) * LANES
         self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
-        self.first_anchor = self.p * (self.wp + 1)    # padded pixel of anchor 0's centre: aligned in every buffer
+
+    def _cells(self, buffer, start):
+        """buffer (rows, ld) from ``start`` on as (rows, N, Hp, Wp): each image with its bottom rows and right
+        columns of borders."""
+        return buffer[:, start:start + self.anchors].reshape(buffer.shape[0], self.n, self.hp, self.wp)
 
     def padded(self, a):
         """a (C, N, H, W), any strides -> its zero-bordered (C, ld) float32 buffer. One pass: the borders and the
@@ -64,17 +83,16 @@ class _Grid:
         while it copies)."""
         c = a.shape[0]
         buffer = _aligned_empty((c, self.ld), first=self.first_anchor)
-        images = buffer[:, :self.total].reshape(-1, self.n, self.hp, self.wp)
-        p, h, w = self.p, self.h, self.w
+        images = self._cells(buffer, self.first_anchor)
+        h, w = self.h, self.w
 
         def fill(lo, hi):
             part = images[lo:hi]
-            part[:, :, :p] = 0
-            part[:, :, p + h:] = 0
-            part[:, :, p:p + h, :p] = 0
-            part[:, :, p:p + h, p + w:] = 0
+            buffer[lo:hi, :self.first_anchor] = 0
+            part[:, :, h:] = 0
+            part[:, :, :h, w:] = 0
             buffer[lo:hi, self.total:] = 0
-            part[:, :, p:p + h, p:p + w] = a[lo:hi]
+            part[:, :, :h, :w] = a[lo:hi]
 
         threads.split(fill, threads.ranges(0, c, 1))
         return buffer
@@ -92,7 +110,7 @@ class _Grid:
     def corner(self, y, rows):
         """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), its [:, :, :H, :W] corner, as a
         C-ordered array; the rows split over the threads."""
-        grid = y[:, :self.total].reshape(-1, self.n, self.hp, self.wp)
+        grid = self._cells(y, 0)
         out = np.empty((rows, self.n, self.h, self.w), dtype=np.float32)
 
         def copy(lo, hi):
@@ -257,7 +275,7 @@ def _shifted_backward(x, w, gy, need_x, need_w):
         gx = grid.corner(_correlate(gpad, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), grid), c)
     if need_w:
         columns = -(-(k * k * c) // NK) * NK
-        # anchor q of the grid is padded pixel q + p·Wp + p: G starts that far into gpad's rows (on a cache line)
+        # anchor q's centre is padded pixel first_anchor + q: G starts that far into gpad's rows (on a cache line)
         g = gpad.ctypes.data + grid.first_anchor * gpad.itemsize
         pixels = -(-grid.anchors // LANES) * LANES
         dw = _weight_products(g, grid.ld, o, grid.offsets(c, count=columns), columns, grid.padded(x), pixels)
