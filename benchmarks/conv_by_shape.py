@@ -3,7 +3,8 @@ bias + ReLU epilogue, timed call by call inside real training steps of the runne
 
     python -m benchmarks.conv_by_shape [--model glow|realnvp] [--batch 64] [--steps 3]
 
-Wraps the dispatched ``conv`` module's ``forward``/``backward`` (``kernels/cpu/conv.py`` on the numba backend)
+Wraps the dispatched ``conv`` module's ``forward``/``backward``/``relu_backward`` (``kernels/cpu/conv.py`` on the
+numba backend; the ReLU's mask is inside ``relu_backward``, and inside ``forward`` where the own kernels fuse it)
 and ``bias_relu``'s with timers keyed by (C_in, C_out, k, H) or the epilogue's (rows, columns), runs two
 warm-up steps, then averages ``--steps`` steps (MNIST-shaped uniform noise, Adam lr 1e-4). For each shape: calls
 per step, milliseconds per step, and the GFLOP/s its GEMMs reached (2·N·H·W·C_in·C_out·k² per forward, twice
@@ -70,7 +71,8 @@ def main(argv=None):
 
     totals, counts = collections.defaultdict(float), collections.Counter()
     conv, epilogue = kernel_module("conv"), kernel_module("bias_relu")
-    originals = [(conv, name, _timed(conv, name, conv_key, totals, counts)) for name in ("forward", "backward")]
+    originals = [(conv, name, _timed(conv, name, conv_key, totals, counts))
+                 for name in ("forward", "backward", "relu_backward")]
     originals += [(epilogue, name, _timed(epilogue, name, epilogue_key, totals, counts))
                   for name in ("forward", "backward")]
     try:
@@ -92,7 +94,7 @@ def main(argv=None):
         calls = counts[key] // args.steps
         rate = ""
         if key[1] == "conv":
-            work = conv_gflop(key, args.batch) * (2 if key[0] == "backward" else 1) * calls
+            work = conv_gflop(key, args.batch) * (1 if key[0] == "forward" else 2) * calls
             rate = f"{work / (ms / 1e3):.0f}"
         print(f"| {key[1]} {key[0]} | {key[2:]} | {calls} | {ms:.1f} | {total / args.steps / per_step:.0%} | {rate} |")
     rest = per_step - sum(totals.values()) / args.steps

@@ -4,7 +4,8 @@ Every family has one module per implementation, all exposing the same functions 
 
 - ``affine_coupling``, ``actnorm``: ``forward``, ``inverse``, ``forward_backward``, ``inverse_backward``;
 - ``gaussian``: ``standard_log_prob``, ``standard_log_prob_backward``;
-- ``conv``: ``forward``, ``backward`` (the convolution's GEMMs, channel-major);
+- ``conv``: ``forward`` (optionally with the bias + ReLU epilogue), ``backward``, ``relu_backward`` (the
+  convolution's GEMMs, channel-major);
 - ``additive_coupling``, ``squeeze``, ``invconv``, ``lu``, ``bias_relu``, ``adam``: see each family's NumPy twin in
   ``kernels/reference``.
 

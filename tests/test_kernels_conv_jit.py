@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nflow.kernels.cpu import conv as cpu_conv
 from nflow.kernels.cpu import conv_jit, jit, threads
+from nflow.kernels.reference import bias_relu as ref_bias_relu
 from nflow.kernels.reference import conv as ref_conv
 
 RTOL = 2e-6
@@ -60,6 +61,76 @@ def test_the_convolution_matches_the_im2col_twin(backward_follows, n, c_in, c_ou
     assert gx.flags.c_contiguous and gw.flags.c_contiguous
     _close(gx, want_gx)
     _close(gw, want_gw)
+
+
+@needs_jit
+@pytest.mark.parametrize("overwrite_gy", [False, True])
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 3), c_in=st.sampled_from([1, 3, 16, 20]), c_out=st.sampled_from([2, 16, 17]),
+       h=st.integers(1, 9), w=st.integers(1, 9), k=st.sampled_from([3, 5]), seed=st.integers(0, 2 ** 32 - 1))
+def test_the_fused_bias_relu_epilogue_matches_the_twins(overwrite_gy, n, c_in, c_out, h, w, k, seed):
+    """forward(relu_bias=b) = max(conv + b, 0) and relu_backward = (dx, dw, db) of it, against the conv and
+    bias_relu twins in float64: fused into the grid copies (shifted windows) or on both threads (unfolded). gy is
+    left alone unless the caller gives it away."""
+    rng = np.random.default_rng(seed)
+    x, wt, gy = _draw(rng, (c_in, n, h, w)), _draw(rng, (c_out, c_in, k, k)), _draw(rng, (c_out, n, h, w))
+    b = _draw(rng, (c_out,))
+    x64, w64, gy64, b64 = (a.astype(np.float64) for a in (x, wt, gy, b))
+    want_y = ref_bias_relu.forward(ref_conv.forward(x64, w64).reshape(c_out, -1), b64).reshape(gy.shape)
+    y = conv_jit.forward(x, wt, True, relu_bias=b)
+    assert y.flags.c_contiguous
+    _close(y, want_y)
+    gz, want_gb = ref_bias_relu.backward(y.astype(np.float64).reshape(c_out, -1), gy64.reshape(c_out, -1))
+    want_gx, want_gw = ref_conv.backward(x64, w64, gz.reshape(gy.shape))
+    gy_before = gy.copy()
+    gx, gw, gb = conv_jit.relu_backward(x, wt, y, gy, overwrite_gy=overwrite_gy)
+    _close(gx, want_gx)
+    _close(gw, want_gw)
+    _close(gb, want_gb)
+    if not overwrite_gy:
+        np.testing.assert_array_equal(gy, gy_before)
+
+
+@needs_jit
+def test_the_fused_epilogue_keeps_nan_and_reads_a_strided_gradient():
+    """NaN is not clipped: max(NaN + b, 0) stays NaN, and a NaN gradient where the ReLU was off stays NaN in the
+    bias's gradient (NaN · 0), as in the twin; gy as an NCHW batch seen channel-major is read in place."""
+    rng = np.random.default_rng(11)
+    for c_in, c_out in ((16, 16), (2, 16)):  # shifted windows, unfolded
+        x, wt = _draw(rng, (c_in, 2, 6, 5)), _draw(rng, (c_out, c_in, 3, 3))
+        x[0, 1, 2, 3] = np.nan
+        y = conv_jit.forward(x, wt, True, relu_bias=np.zeros(c_out, np.float32))
+        assert np.isnan(y[:, 1, 1:4, 2:5]).all() and not np.isnan(y[:, 0]).any()
+        ones = np.ones_like(x)
+        y = conv_jit.forward(ones, wt, True, relu_bias=np.full(c_out, -1e9, np.float32))  # ReLU off everywhere
+        gy_nchw = _draw(rng, (2, c_out, 6, 5))
+        gy_nchw[1, 3, 0, 0] = np.nan
+        gy = gy_nchw.transpose(1, 0, 2, 3)
+        _, gw, gb = conv_jit.relu_backward(ones, wt, y, gy)
+        assert np.isnan(gb[3]) and not np.isnan(np.delete(gb, 3)).any()
+        assert np.isnan(gw[3]).all() and np.isfinite(np.delete(gw, 3, axis=0)).all()  # NaN · 0 = NaN, as the twin
+        _, _, gb = conv_jit.relu_backward(ones, wt, y, np.ones_like(gy))
+        np.testing.assert_array_equal(gb, 0)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(64, 64), (2, 64), (64, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_cpu_familys_fused_epilogue_agrees_with_the_twins_on_every_path(c_in, c_out, dtype):
+    """kernels/cpu/conv.py's forward(relu_bias) and relu_backward on whichever path the dispatch rule picks (the
+    own kernels in float32 where they run, BLAS in float64) against the twin's, which runs the bias_relu twin."""
+    rng = np.random.default_rng(12)
+    x, wt, gy = (rng.standard_normal(s).astype(dtype) for s in ((c_in, 2, 7, 7), (c_out, c_in, 3, 3), (c_out, 2, 7, 7)))
+    b = rng.standard_normal(c_out).astype(dtype)
+    y = cpu_conv.forward(x, wt, True, relu_bias=b)
+    want_y = ref_conv.forward(x.astype(np.float64), wt.astype(np.float64), True, relu_bias=b.astype(np.float64))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, want_y, **tol)
+    got = cpu_conv.relu_backward(x, wt, y, gy.copy())
+    want = ref_conv.relu_backward(x.astype(np.float64), wt.astype(np.float64), y.astype(np.float64),
+                                  gy.astype(np.float64))
+    for a, e in zip(got, want):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, e, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, float(np.abs(e).max())))
 
 
 @needs_jit

@@ -45,7 +45,7 @@ BLAS runs at its best rate. Measured in ``python -m benchmarks.own_conv`` and ``
 """
 import numpy as np
 
-from nflow.kernels.cpu import blas, conv_jit
+from nflow.kernels.cpu import bias_relu, blas, conv_jit
 from nflow.kernels.cpu.blas import gemm
 from nflow.kernels.reference import conv as im2col_conv
 
@@ -110,14 +110,17 @@ def shifted_forward(x, w):
     return _corner(y, h, wd)
 
 
-def forward(x, w, backward_follows=False):
+def forward(x, w, backward_follows=False, relu_bias=None):
     """y (O, N, H, W), C-ordered = conv(x (C, N, H, W), w (O, C, k, k)); ``backward_follows`` steers the twin's
-    choice of side where the twin runs."""
+    choice of side where the twin runs. With ``relu_bias`` (O,): max(y + relu_bias, 0) — fused into the copy out
+    of the anchor grid where the own kernels run, else ``kernels/cpu/bias_relu.py``'s pass after the GEMMs."""
     if own_kernels_run(x.shape[0], w.shape[0], w.shape[2], x.dtype):
-        return conv_jit.forward(x, w, backward_follows)
+        return conv_jit.forward(x, w, backward_follows, relu_bias)
     if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
-        return im2col_conv.forward(x, w, backward_follows)
-    return shifted_forward(x, w)
+        y = im2col_conv.forward(x, w, backward_follows)
+    else:
+        y = shifted_forward(x, w)
+    return y if relu_bias is None else im2col_conv.relu_epilogue(bias_relu, y, relu_bias)
 
 
 def backward(x, w, gy, need_x=True, need_w=True):
@@ -127,6 +130,16 @@ def backward(x, w, gy, need_x=True, need_w=True):
     if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return im2col_conv.backward(x, w, gy, need_x, need_w)
     return shifted_backward(x, w, gy, need_x, need_w)
+
+
+def relu_backward(x, w, y, gy, need_x=True, need_w=True, overwrite_gy=False):
+    """(dx, dw, db) of y = max(conv(x, w) + b, 0) for its output gradient gy; the ReLU's mask is fused into the
+    padding of gy where the own kernels run (``conv_jit.relu_backward``), else one pass of
+    ``kernels/cpu/bias_relu.py`` before :func:`backward` (in gy itself where ``overwrite_gy``)."""
+    if own_kernels_run(x.shape[0], w.shape[0], w.shape[2], x.dtype):
+        return conv_jit.relu_backward(x, w, y, gy, need_x, need_w, overwrite_gy)
+    gz, gb = im2col_conv.relu_mask(bias_relu, y, gy, overwrite_gy)
+    return backward(x, w, gz, need_x, need_w) + (gb,)
 
 
 def shifted_backward(x, w, gy, need_x=True, need_w=True):

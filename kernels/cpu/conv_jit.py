@@ -32,7 +32,7 @@ path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run
 """
 import numpy as np
 
-from nflow.kernels.cpu import jit, threads
+from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
 from nflow.kernels.cpu.gemm_ir import ALIGN, KC, LANES, MO, MR, NK, NR, kernel
 from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matrix, im2col, unfolds_output
 
@@ -107,17 +107,33 @@ class _Grid:
             offs = np.concatenate([offs, np.full(count - offs.size, offs[0])])
         return np.ascontiguousarray(offs, dtype=np.int64)
 
-    def corner(self, y, rows):
-        """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), its [:, :, :H, :W] corner, as a
-        C-ordered array; the rows split over the threads."""
-        grid = self._cells(y, 0)
+    def corner(self, y, rows, relu_bias=None):
+        """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), each image's [:H, :W] cells,
+        as a C-ordered (rows, N, H, W) array — with ``relu_bias`` (rows,), max(· + relu_bias, 0) in the same pass
+        (``kernels/cpu/grid_epilogue.py``); the rows split over the threads."""
         out = np.empty((rows, self.n, self.h, self.w), dtype=np.float32)
+        if relu_bias is not None:
+            bias = np.ascontiguousarray(relu_bias, dtype=np.float32)
+            threads.split(grid_epilogue.corner_bias_relu, [(y, bias, out, self.hp, self.wp, lo, hi)
+                                                           for lo, hi in threads.ranges(0, rows, 1)])
+            return out
+        grid = self._cells(y, 0)
 
         def copy(lo, hi):
             out[lo:hi] = grid[lo:hi, :, :self.h, :self.w]
 
         threads.split(copy, threads.ranges(0, rows, 1))
         return out
+
+    def padded_masked(self, gy, y):
+        """(G, gb): the ReLU's backward fused into :meth:`padded` — G the zero-bordered (C, ld) buffer of
+        gy · [y > 0], gb its per-channel sums (the bias gradient); gy and y (C, N, H, W), any strides."""
+        c = gy.shape[0]
+        buffer = _aligned_empty((c, self.ld), first=self.first_anchor)
+        gb = np.empty(c, dtype=np.float32)
+        threads.split(grid_epilogue.pad_masked, [(gy, y, buffer, gb, self.first_anchor, self.hp, self.wp, lo, hi)
+                                                 for lo, hi in threads.ranges(0, c, 1)])
+        return buffer, gb
 
 
 def _aligned_empty(shape, first=0):
@@ -223,24 +239,47 @@ def _correlate(xpad, w, grid):
     return y  # columns (i, j, channel) of the weight matrix, as the offsets
 
 
-def forward(x, w, backward_follows=False):
+def forward(x, w, backward_follows=False, relu_bias=None):
     """y (O, N, H, W), C-ordered float32 = the 'same' correlation of x (C, N, H, W), any strides, with w
-    (O, C, k, k); ``backward_follows`` steers the unfolded algorithm's side, as in the twin."""
+    (O, C, k, k); ``backward_follows`` steers the unfolded algorithm's side, as in the twin. With ``relu_bias``
+    (O,): max(y + relu_bias, 0), the conv family's fused epilogue (``kernels/cpu/conv.py``)."""
     c, n, h, wd = x.shape
     o, _, k, _ = w.shape
     if not _shifted(c, o):
         if unfolds_output(c, o, k, backward_follows):
-            return col2im(matmul(flipped_kernel_matrix(w), as_matrix(x)), (o, n, h, wd), k)
-        return matmul(w.reshape(o, c * k * k), im2col(x, k)).reshape(o, n, h, wd)
+            y = col2im(matmul(flipped_kernel_matrix(w), as_matrix(x)), (o, n, h, wd), k)
+        else:
+            y = matmul(w.reshape(o, c * k * k), im2col(x, k)).reshape(o, n, h, wd)
+        if relu_bias is not None:
+            bias_relu.forward(y.reshape(o, -1), relu_bias, split=True)
+        return y
     grid = _Grid(n, h, wd, k)
-    return grid.corner(_correlate(grid.padded(x), w, grid), o)
+    return grid.corner(_correlate(grid.padded(x), w, grid), o, relu_bias)
 
 
 def backward(x, w, gy, need_x=True, need_w=True):
     """(dx, dw) for the output gradient gy (O, N, H, W); None where not needed."""
     if not _shifted(x.shape[0], w.shape[0]):
         return _unfolded_backward(x, w, gy, need_x, need_w)
-    return _shifted_backward(x, w, gy, need_x, need_w)
+    c, n, h, wd = x.shape
+    grid = _Grid(n, h, wd, w.shape[2])
+    return _shifted_backward(x, w, grid, grid.padded(gy), need_x, need_w)
+
+
+def relu_backward(x, w, y, gy, need_x=True, need_w=True, overwrite_gy=False):
+    """(dx, dw, db) of y = max(conv(x, w) + b, 0) for its output gradient gy: the ReLU's mask and the bias's sum
+    fused into the padding of gy (shifted windows) or run on both threads in place (unfolded: in gy itself where
+    ``overwrite_gy``, else in a copy)."""
+    o = w.shape[0]
+    if not _shifted(x.shape[0], o):
+        g = as_matrix(gy)
+        ours = overwrite_gy or not np.may_share_memory(g, gy)  # as_matrix copied a strided gy
+        gz, gb = bias_relu.backward(y.reshape(o, -1), g, out=g if ours else None, split=True)
+        return _unfolded_backward(x, w, gz.reshape(gy.shape), need_x, need_w) + (gb,)
+    c, n, h, wd = x.shape
+    grid = _Grid(n, h, wd, w.shape[2])
+    gpad, gb = grid.padded_masked(gy, y)
+    return _shifted_backward(x, w, grid, gpad, need_x, need_w) + (gb,)
 
 
 def _unfolded_backward(x, w, gy, need_x, need_w):
@@ -263,13 +302,12 @@ def _unfolded_backward(x, w, gy, need_x, need_w):
     return gx, gw
 
 
-def _shifted_backward(x, w, gy, need_x, need_w):
+def _shifted_backward(x, w, grid, gpad, need_x, need_w):
     """dx is the correlation of gy with w'[c, o, i, j] = w[o, c, k-1-i, k-1-j]; dW[o, c, i, j] = Σ_q G[o, q] ·
-    X[c, q + i·Wp + j] over the anchors q, with G the output gradient placed on the anchor grid (zero elsewhere)."""
-    c, n, h, wd = x.shape
+    X[c, q + i·Wp + j] over the anchors q, with G the output gradient placed on the anchor grid (zero elsewhere):
+    gpad, gy padded on ``grid``."""
+    c = x.shape[0]
     o, _, k, _ = w.shape
-    grid = _Grid(n, h, wd, k)
-    gpad = grid.padded(gy)
     gx = gw = None
     if need_x:
         gx = grid.corner(_correlate(gpad, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), grid), c)

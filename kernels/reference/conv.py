@@ -40,7 +40,8 @@ im2col and once col2im on the input side, so a training step unfolds the output 
 Backward unfolds the side a forward that backward follows chose. The unfolded buffer is rebuilt in backward
 rather than kept.
 """
-from nflow.backend import get_array_module
+from nflow.backend import get_array_module, is_cupy_array
+from nflow.kernels.dispatch import kernel_module
 
 
 def channel_major(a):
@@ -104,14 +105,16 @@ def as_matrix(a):
     return get_array_module(a).ascontiguousarray(a).reshape(a.shape[0], -1)
 
 
-def forward(x, w, backward_follows=False):
+def forward(x, w, backward_follows=False, relu_bias=None):
     """y (C_out, N, H, W), C-ordered = conv(x (C_in, N, H, W), w (C_out, C_in, k, k)), unfolding the side
-    :func:`unfolds_output` picks."""
+    :func:`unfolds_output` picks; with ``relu_bias`` (C_out,), max(y + relu_bias, 0) (:func:`relu_epilogue`)."""
     c, n, h, wd = x.shape
     c_out, _, k, _ = w.shape
     if unfolds_output(c, c_out, k, backward_follows):
-        return col2im(flipped_kernel_matrix(w) @ as_matrix(x), (c_out, n, h, wd), k)
-    return (w.reshape(c_out, c * k * k) @ im2col(x, k)).reshape(c_out, n, h, wd)
+        y = col2im(flipped_kernel_matrix(w) @ as_matrix(x), (c_out, n, h, wd), k)
+    else:
+        y = (w.reshape(c_out, c * k * k) @ im2col(x, k)).reshape(c_out, n, h, wd)
+    return y if relu_bias is None else relu_epilogue(_bias_relu_family(y), y, relu_bias)
 
 
 def backward(x, w, gy, need_x=True, need_w=True):
@@ -133,3 +136,32 @@ def backward(x, w, gy, need_x=True, need_w=True):
         if need_x:
             gx = col2im(w.reshape(c_out, c * k * k).T @ g, x.shape, k)
     return gx, gw
+
+
+# ---------------------------------------------------------------------- the fused bias + ReLU epilogue (``relu_bias``)
+def _bias_relu_family(a):
+    """The bias_relu kernels for this array's kind: the NumPy twin for NumPy arrays, the CUDA kernels for CuPy's
+    (this module runs the ``conv`` family on both)."""
+    return kernel_module("bias_relu", "cupy" if is_cupy_array(a) else "numpy")
+
+
+def relu_epilogue(epilogue, y, relu_bias):
+    """max(y + relu_bias, 0) in place in the C-ordered y (C_out, N, H, W), by the ``bias_relu`` module given."""
+    epilogue.forward(y.reshape(y.shape[0], -1), relu_bias)
+    return y
+
+
+def relu_mask(epilogue, y, gy, overwrite_gy=False):
+    """(gz, gb): the ReLU's backward gz = gy · [y > 0] (gy's shape) and the bias gradient gb = Σ gz per channel,
+    by the ``bias_relu`` module given; in gy itself where ``overwrite_gy`` (the caller owns it) or where gy was a
+    strided view, which :func:`as_matrix` copies anyway."""
+    g = as_matrix(gy)
+    ours = overwrite_gy or not get_array_module(g).may_share_memory(g, gy)
+    gz, gb = epilogue.backward(y.reshape(y.shape[0], -1), g, out=g if ours else None)
+    return gz.reshape(gy.shape), gb
+
+
+def relu_backward(x, w, y, gy, need_x=True, need_w=True, overwrite_gy=False):
+    """(dx, dw, db) of y = max(conv(x, w) + b, 0) for its output gradient gy: the mask, then :func:`backward`."""
+    gz, gb = relu_mask(_bias_relu_family(gy), y, gy, overwrite_gy)
+    return backward(x, w, gz, need_x, need_w) + (gb,)

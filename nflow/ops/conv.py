@@ -21,9 +21,11 @@ Glow's sizes (N=64, 256 channels, 14x14, float32) each such copy is 12.8 MB, a s
 conv's GEMM (``python -m benchmarks.conv2d_roofline``; the figures are in benchmarks/RESULTS.md).
 
 ``activation="relu"`` fuses the ReLU that follows the hidden convolutions of the coupling networks into the
-op: the bias add and the ReLU are one in-place pass over the GEMM's output, and backward starts with one pass
-that applies the ReLU's mask and sums the bias gradient (kernel family ``bias_relu``). The pre-activation is
-never kept, and there is no separate ReLU node in the graph.
+op, and the op hands it to the ``conv`` family (``forward(..., relu_bias=b)``, ``relu_backward``): the bias add
+and the ReLU are one in-place pass over the GEMM's output (kernel family ``bias_relu``), or no pass of their own
+where nflow's own CPU kernels run (``kernels/cpu/conv_jit.py``: folded into the copy out of the anchor grid);
+backward, the ReLU's mask and the bias gradient are one pass before the GEMMs, or folded into the padding of the
+gradient. The pre-activation is never kept, and there is no separate ReLU node in the graph.
 
 Cost: 2·N·C_out·C_in·k²·H·W FLOPs forward, twice that backward (one GEMM for dx, one for dW), either layout.
 Memory: backward keeps the input and the weight; any padded or unfolded buffer is rebuilt in backward rather
@@ -31,7 +33,7 @@ than kept.
 """
 from nflow.backend import get_array_module
 from nflow.kernels.dispatch import kernel_module
-from nflow.kernels.reference.conv import as_matrix, batch_major
+from nflow.kernels.reference.conv import batch_major
 from nflow.tensor import Function
 
 LAYOUTS = ("NCHW", "CNHW")
@@ -78,33 +80,30 @@ class Conv2d(Function):
         c_out = w.shape[0]
         ops = kernel_module("conv")
         self.saved, self.ops = (x, w), ops  # backward runs the same backend's kernels as forward did
-        y = ops.forward(xc, w, backward_follows=self.records_graph)  # (C_out, N, H, W), C-ordered
         if self.activation == "relu":
-            self.epilogue = kernel_module("bias_relu")
-            bias = b if b is not None else get_array_module(y).zeros(c_out, dtype=y.dtype)
-            self.epilogue.forward(y.reshape(c_out, -1), bias)  # in place: y is now the activation
+            bias = b if b is not None else get_array_module(w).zeros(c_out, dtype=w.dtype)
+            y = ops.forward(xc, w, backward_follows=self.records_graph, relu_bias=bias)  # the activation
             self.saved = (x, w, y)
-        elif b is not None:
+            return self._out(y)
+        y = ops.forward(xc, w, backward_follows=self.records_graph)  # (C_out, N, H, W), C-ordered
+        if b is not None:
             y += b[:, None, None, None]
         return self._out(y)
 
     def backward(self, gy):
         x, w = self.saved[:2]
         xc, gc = self._channel_major_view(x), self._channel_major_view(gy)
-        c_out = w.shape[0]
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
         gb = None
-        if self.activation == "relu":  # gc becomes the gradient of the pre-activation; the bias's comes with it
-            g = as_matrix(gc)
-            # written in place where gy's memory is ours: the walk says nobody else refers to it, or as_matrix
-            # has just copied a strided view (NCHW layout)
-            ours = self.may_overwrite(0) or not get_array_module(g).may_share_memory(g, gy)
-            gz, gb = self.epilogue.backward(self.saved[2].reshape(c_out, -1), g, out=g if ours else None)
-            gc = gz.reshape(gc.shape)
-        elif need_b:
-            gb = gc.sum(axis=(1, 2, 3))
-        gx, gw = self.ops.backward(xc, w, gc, need_x=need_x, need_w=need_w)
+        if self.activation == "relu":  # the ReLU's mask and the bias's gradient come with the family's backward
+            # gy may be overwritten where the walk says nobody else refers to it
+            gx, gw, gb = self.ops.relu_backward(xc, w, self.saved[2], gc, need_x=need_x, need_w=need_w,
+                                                overwrite_gy=self.may_overwrite(0))
+        else:
+            if need_b:
+                gb = gc.sum(axis=(1, 2, 3))
+            gx, gw = self.ops.backward(xc, w, gc, need_x=need_x, need_w=need_w)
         gx = self._out(gx) if gx is not None else None
         return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb if need_b else None)
 
