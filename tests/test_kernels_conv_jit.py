@@ -43,6 +43,17 @@ def test_matmul_and_the_long_inner_product_match_float64(m, k, n, seed):
 
 
 @needs_jit
+@pytest.mark.parametrize("rows", [12, 40])  # panel_gemm (a few blocks of rows) and packed_gemm (more)
+def test_products_over_several_panels_and_a_partial_one_match_float64(rows):
+    """Two whole panels of PANEL_STRIPS strips, a partial one and a tail narrower than a strip, over both threads;
+    an inner dimension of two chunks of KC rows and a part of one."""
+    rng = np.random.default_rng(5)
+    n = (2 * conv_jit.PANEL_STRIPS + 3) * conv_jit.NR + 5
+    a, b = _draw(rng, (rows, 2 * conv_jit.KC + 7)), _draw(rng, (2 * conv_jit.KC + 7, n))
+    _close(conv_jit.matmul(a, b), a.astype(np.float64) @ b)
+
+
+@needs_jit
 @pytest.mark.parametrize("backward_follows", [False, True])
 @settings(max_examples=20, deadline=None)
 @given(n=st.integers(1, 3), c_in=st.sampled_from([1, 2, 3, 16, 20]), c_out=st.sampled_from([1, 2, 4, 16, 17]),

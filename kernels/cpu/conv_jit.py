@@ -33,12 +33,13 @@ path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run
 import numpy as np
 
 from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
-from nflow.kernels.cpu.gemm_ir import ALIGN, KC, LANES, MO, MR, NK, NR, kernel
+from nflow.kernels.cpu.gemm_ir import ALIGN, KC, LANES, MO, MR, NK, NR, PANEL_STRIPS, kernel
 from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matrix, im2col, unfolds_output
 
 L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
 DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
 DIRECT_MAX_DEPTH = 36         # ... or at most 4 channels × 9 taps: read the shifted rows in place, no packing
+PANEL_MAX_BLOCKS = 6          # products with at most this many blocks of rows pack PANEL_STRIPS strips at a time
 SHIFTED_MIN_CHANNELS = 16     # fewer on either side: unfold that side (im2col), as the twin does
 
 
@@ -161,9 +162,11 @@ def _products(a, offs, x, n_end, y, ldy):
     if rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
         threads.split(kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
         return
-    panels = [_aligned_empty((min(depth, KC) * NR,)) for _ in pieces]  # one per thread; kept alive through the calls
-    threads.split(kernel("packed_gemm"), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
-                                           for (lo, hi), panel in zip(pieces, panels)])
+    # a few blocks of rows reuse each packed strip little: pack many strips at a time, reading the rows in long runs
+    name, strips = ("panel_gemm", PANEL_STRIPS) if blocks <= PANEL_MAX_BLOCKS else ("packed_gemm", 1)
+    panels = [_aligned_empty((strips * KC * NR,)) for _ in pieces]  # one per thread, alive through the calls
+    threads.split(kernel(name), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
+                                 for (lo, hi), panel in zip(pieces, panels)])
 
 
 def _weight_products(g, ldg, grows, offs, columns, x, pixels):

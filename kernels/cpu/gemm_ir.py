@@ -7,7 +7,8 @@ the next — the thing LLVM's loop vectoriser cannot be made to do from scalar l
 Kernels (arguments are pointers and int64 counts; every loop runs at least once, so callers pass non-empty ranges
 of whole strips):
 
-- ``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)`` — :func:`_packed_gemm_ir`;
+- ``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)`` and ``panel_gemm`` (same arguments) —
+  :func:`_packed_gemm_ir`;
 - ``direct_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy)`` — :func:`_direct_gemm_ir`;
 - ``weight_grad(g, ldg, grows, oblocks, offs, kblocks, x, q0, q1, c, ldc)`` — :func:`_weight_grad_ir`.
 """
@@ -18,7 +19,8 @@ from nflow.kernels.cpu.jit import LANES
 
 MR, NV = 6, 4                 # the GEMM kernel's register block: 6 output rows × 4 vectors (64 anchors)
 NR = NV * LANES               # anchors per strip
-KC = 128                      # rows of the k packed at a time: 128 × 64 floats (32 KB) stay in L1
+KC = 128                      # rows of the k packed at a time: 128 × 64 floats (32 KB) a strip, in L1
+PANEL_STRIPS = 16             # strips packed at a time for thin products: rows read 4 KB at a run; 512 KB, in L2
 MO, NK = 6, 4                 # the weight-gradient kernel's block: 6 output channels × 4 (tap, channel) columns
 # (against 4 × 6: 64 -> 64 channels' dW 35.5-35.9 ms against 37.7-38.9 at 28x28, 9.9-10.6 against 11.5-11.6 at 14x14)
 CHUNK = 1024                  # pixels per weight-gradient chunk: 6 + 4 rows of 4 KB stay in L1 (256: 42 ms, 2048: 42)
@@ -58,12 +60,13 @@ def _load_vectors(lines, base, align):
                   f"  %b{j} = load {_vector()}, ptr %bp{j}, align {align}"]
 
 
-def _tile_addresses(lines):
-    """%yp{r}.{j}: the address of y[(mb·MR + r)·ldy + n + j·LANES], the output tile of block mb in strip n."""
+def _tile_addresses(lines, column="%n"):
+    """%yp{r}.{j}: the address of y[(mb·MR + r)·ldy + n + j·LANES], the output tile of block mb in the strip
+    starting at anchor ``column`` (an IR value)."""
     lines.append(f"  %row0 = mul i64 %mb, {MR}")
     for r in range(MR):
         lines += [f"  %row{r}.i = add i64 %row0, {r}", f"  %yo{r} = mul i64 %row{r}.i, %ldy",
-                  f"  %yn{r} = add i64 %yo{r}, %n"]
+                  f"  %yn{r} = add i64 %yo{r}, {column}"]
         for j in range(NV):
             lines += [f"  %yi{r}.{j} = add i64 %yn{r}, {j * LANES}",
                       f"  %yp{r}.{j} = getelementptr float, ptr %y, i64 %yi{r}.{j}"]
@@ -80,41 +83,58 @@ _GEMM_ARGUMENTS = ("ptr noalias %a, i64 %mblocks, i64 %k, ptr noalias %offs, ptr
                    "ptr noalias %y, i64 %ldy")
 
 
-def _packed_gemm_ir():
-    """``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)``: for n in [n0, n1) step NR and each chunk of
-    KC rows of the k, copy the chunk's shifted rows of the strip into ``panel`` (KC × NR, in L1), then for every
-    block mb of MR rows add Σ_kk a[mb, kk, r] · panel[kk] to the tile y[mb·MR + r, n:n+NR] (set, on the first
-    chunk); a packed as (mblocks, k, MR)."""
+def _packed_gemm_ir(name="packed_gemm", strips=1):
+    """``name(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)``: for each panel of up to ``strips``
+    strips of NR anchors in [n0, n1) and each chunk of KC rows of the k, copy the chunk's shifted rows of the
+    panel's strips into ``panel`` (strip-major: strip s at s·KC·NR, its rows NR floats apart), then, strip by strip,
+    for every block mb of MR rows add Σ_kk a[mb, kk, r] · panel[s, kk] to the tile y[mb·MR + r, n:n+NR] (set, on
+    the first chunk); a packed as (mblocks, k, MR). ``packed_gemm`` packs one strip at a time: its panel stays in
+    L1 for all its blocks, which a product with many rows wants. ``panel_gemm`` packs PANEL_STRIPS at a time,
+    reading each shifted row PANEL_STRIPS·NR floats at a run, which the prefetchers follow; a thin product (a few
+    blocks, little reuse of each strip) read 256 bytes of each of 64 rows at a time they did not, and ran 20-30 %
+    slower in a RealNVP step (``conv_jit._products`` picks; ``benchmarks/RESULTS.md``, issue 12). The count is
+    a constant of the compiled code: as an argument, it cost the one-strip kernel 8 %."""
     vt = _vector()
-    lines = [_fma_declaration(), f"define void @packed_gemm({_GEMM_ARGUMENTS}, ptr noalias %panel) nounwind {{",
-             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %strip",
-             "strip:", "  %n = phi i64 [%n0, %entry], [%n.next, %chunks.done]", "  br label %chunk",
-             "chunk:", "  %kc = phi i64 [0, %strip], [%kc.next, %blocks.done]",
+    lines = [_fma_declaration(),
+             f"define void @{name}({_GEMM_ARGUMENTS}, ptr noalias %panel) nounwind {{",
+             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %panel.start",
+             "panel.start:", "  %n = phi i64 [%n0, %entry], [%pend, %chunks.done]",
+             f"  %pe.try = add i64 %n, {strips * NR}",
+             "  %pe.short = icmp slt i64 %pe.try, %n1",
+             "  %pend = select i1 %pe.short, i64 %pe.try, i64 %n1", "  br label %chunk",
+             "chunk:", "  %kc = phi i64 [0, %panel.start], [%kc.next, %strips.done]",
              f"  %kc.try = add i64 %kc, {KC}", "  %kc.short = icmp slt i64 %kc.try, %k",
              "  %kend = select i1 %kc.short, i64 %kc.try, i64 %k", "  %klen = sub i64 %kend, %kc",
              "  %first = icmp eq i64 %kc, 0", "  br label %pack",
-             "pack:", "  %pk = phi i64 [%kc, %chunk], [%pk.next, %pack]",
+             "pack:", "  %pk = phi i64 [%kc, %chunk], [%pk.next, %packed.row]",
              "  %offp = getelementptr i64, ptr %offs, i64 %pk", "  %off = load i64, ptr %offp",
-             "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
-             "  %pr = sub i64 %pk, %kc", f"  %dst.i = mul i64 %pr, {NR}",
-             "  %dst = getelementptr float, ptr %panel, i64 %dst.i"]
+             "  %pr = sub i64 %pk, %kc", f"  %prow.i = mul i64 %pr, {NR}", "  br label %pack.strip",
+             "pack.strip:", "  %ps = phi i64 [%n, %pack], [%ps.next, %pack.strip]",
+             "  %src.i = add i64 %off, %ps", "  %src = getelementptr float, ptr %x, i64 %src.i",
+             "  %pss = sub i64 %ps, %n", f"  %pso.i = mul i64 %pss, {KC}",  # (ps - n) / NR strips, KC·NR each
+             "  %dst.i = add i64 %pso.i, %prow.i", "  %dst = getelementptr float, ptr %panel, i64 %dst.i"]
     for j in range(NV):
         lines += [f"  %ps{j} = getelementptr float, ptr %src, i64 {j * LANES}",
                   f"  %pv{j} = load {vt}, ptr %ps{j}, align 4",
                   f"  %pd{j} = getelementptr float, ptr %dst, i64 {j * LANES}",
                   f"  store {vt} %pv{j}, ptr %pd{j}, align {ALIGN}"]
-    lines += ["  %pk.next = add i64 %pk, 1", "  %packed = icmp eq i64 %pk.next, %kend",
-              "  br i1 %packed, label %block, label %pack",
-              "block:", "  %mb = phi i64 [0, %pack], [%mb.next, %store]",
+    lines += [f"  %ps.next = add i64 %ps, {NR}", "  %ps.done = icmp sge i64 %ps.next, %pend",
+              "  br i1 %ps.done, label %packed.row, label %pack.strip",
+              "packed.row:", "  %pk.next = add i64 %pk, 1", "  %packed = icmp eq i64 %pk.next, %kend",
+              "  br i1 %packed, label %strip, label %pack",
+              "strip:", "  %sn = phi i64 [%n, %packed.row], [%sn.next, %blocks.done]",
+              "  %sns = sub i64 %sn, %n", f"  %sbo.i = mul i64 %sns, {KC}",
+              "  %sb = getelementptr float, ptr %panel, i64 %sbo.i", "  br label %block",
+              "block:", "  %mb = phi i64 [0, %strip], [%mb.next, %store]",
               "  %ab.i = mul i64 %mb, %kmr", f"  %ac.i = mul i64 %kc, {MR}", "  %abc.i = add i64 %ab.i, %ac.i",
               "  %ab = getelementptr float, ptr %a, i64 %abc.i"]
-    _tile_addresses(lines)
+    _tile_addresses(lines, "%sn")
     for r in range(MR):  # the tile so far (garbage on the first chunk, where it is not used)
         for j in range(NV):
             lines += [f"  %old{r}.{j} = load {vt}, ptr %yp{r}.{j}, align 4",
                       f"  %init{r}.{j} = select i1 %first, {vt} zeroinitializer, {vt} %old{r}.{j}"]
     lines += ["  br label %inner", "inner:", "  %kk = phi i64 [0, %block], [%kk.next, %inner]"]
-    addresses = [f"  %b.i = mul i64 %kk, {NR}", "  %bk = getelementptr float, ptr %panel, i64 %b.i",
+    addresses = [f"  %b.i = mul i64 %kk, {NR}", "  %bk = getelementptr float, ptr %sb, i64 %b.i",
                  f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
     _register_block(lines, "inner", "block", addresses, lambda ls: _load_vectors(ls, "%bk", ALIGN), "%ak",
                     initial=lambda r, j: f"%init{r}.{j}")
@@ -123,10 +143,12 @@ def _packed_gemm_ir():
     _store_block(lines)
     lines += ["  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
               "  br i1 %mbdone, label %blocks.done, label %block",
-              "blocks.done:", f"  %kc.next = add i64 %kc, {KC}", "  %kcdone = icmp sge i64 %kc.next, %k",
+              "blocks.done:", f"  %sn.next = add i64 %sn, {NR}", "  %sndone = icmp sge i64 %sn.next, %pend",
+              "  br i1 %sndone, label %strips.done, label %strip",
+              "strips.done:", f"  %kc.next = add i64 %kc, {KC}", "  %kcdone = icmp sge i64 %kc.next, %k",
               "  br i1 %kcdone, label %chunks.done, label %chunk",
-              "chunks.done:", f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
-              "  br i1 %ndone, label %exit, label %strip",
+              "chunks.done:", "  %ndone = icmp sge i64 %pend, %n1",
+              "  br i1 %ndone, label %exit, label %panel.start",
               "exit:", "  ret void", "}"]
     return "\n".join(lines)
 
@@ -215,10 +237,13 @@ _KERNELS = {}
 
 
 def kernel(name):
-    """The compiled kernel ``name`` ("packed_gemm", "direct_gemm", "weight_grad"), compiled on first use."""
+    """The compiled kernel ``name`` ("packed_gemm", "panel_gemm", "direct_gemm", "weight_grad"), compiled on first
+    use."""
     if name not in _KERNELS:
         gemm = [_PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64]
-        ir, argtypes = {"packed_gemm": (_packed_gemm_ir, gemm + [_PTR]), "direct_gemm": (_direct_gemm_ir, gemm),
+        ir, argtypes = {"packed_gemm": (lambda: _packed_gemm_ir("packed_gemm", 1), gemm + [_PTR]),
+                        "panel_gemm": (lambda: _packed_gemm_ir("panel_gemm", PANEL_STRIPS), gemm + [_PTR]),
+                        "direct_gemm": (_direct_gemm_ir, gemm),
                         "weight_grad": (_weight_grad_ir, [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR,
                                                           _I64])}[name]
         _KERNELS[name] = jit.compile_function(ir(), name, argtypes)
