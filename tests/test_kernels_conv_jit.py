@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nflow.kernels.cpu import conv as cpu_conv
+from nflow.kernels.cpu import col2im as cpu_col2im
 from nflow.kernels.cpu import conv_jit, jit, threads
 from nflow.kernels.reference import bias_relu as ref_bias_relu
 from nflow.kernels.reference import conv as ref_conv
@@ -40,6 +41,19 @@ def test_matmul_and_the_long_inner_product_match_float64(m, k, n, seed):
     _close(conv_jit.matmul(a, b), a.astype(np.float64) @ b)
     g, x = _draw(rng, (m, n)), _draw(rng, (k, n))
     _close(conv_jit.matmul_nt(g, x), g.astype(np.float64) @ x.T.astype(np.float64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(c=st.integers(1, 4), n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), k=st.sampled_from([1, 3, 5]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_the_numba_col2im_is_the_twins(c, n, h, w, k, seed):
+    """kernels/cpu/col2im.py against the NumPy twin's (the same taps summed in the same order): kernels larger than
+    the image, one image per thread or several."""
+    rng = np.random.default_rng(seed)
+    cols = _draw(rng, (c * k * k, n * h * w))
+    got, want = cpu_col2im.col2im(cols, (c, n, h, w), k), ref_conv.col2im(cols, (c, n, h, w), k)
+    assert got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 @needs_jit

@@ -34,7 +34,8 @@ import numpy as np
 
 from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
 from nflow.kernels.cpu.gemm_ir import ALIGN, KC, LANES, MO, MR, NK, NR, PANEL_STRIPS, kernel
-from nflow.kernels.reference.conv import as_matrix, col2im, flipped_kernel_matrix, im2col, unfolds_output
+from nflow.kernels.cpu.col2im import col2im
+from nflow.kernels.reference.conv import as_matrix, flipped_kernel_matrix, im2col, unfolds_output
 
 L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
 DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
