@@ -30,6 +30,22 @@ def _draw(rng, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def _check_layout(y, x, wt):
+    """A thin input into a wide output comes back as a padded view over zero borders (conv_jit._padded_output);
+    every other output C-ordered."""
+    c, n, h, w = x.shape
+    if not conv_jit._pads_output(c, wt.shape[0], wt.shape[2]):
+        assert y.flags.c_contiguous
+        return
+    grid = conv_jit._Grid(n, h, w, wt.shape[2])
+    buffer = conv_jit._padded_buffer(y, grid)
+    assert buffer is not None and np.shares_memory(buffer, y)
+    want = np.zeros_like(buffer)
+    cells = grid._cells(want, grid.first_anchor)
+    cells[:, :, :h, :w] = y
+    np.testing.assert_array_equal(buffer, want)  # zero outside the interior, the view inside
+
+
 @needs_jit
 @settings(max_examples=25, deadline=None)
 @given(m=st.integers(1, 20), k=st.integers(1, 70), n=st.integers(1, 200), seed=st.integers(0, 2 ** 32 - 1))
@@ -79,7 +95,7 @@ def test_the_convolution_matches_the_im2col_twin(backward_follows, n, c_in, c_ou
     x, wt, gy = _draw(rng, (c_in, n, h, w)), _draw(rng, (c_out, c_in, k, k)), _draw(rng, (c_out, n, h, w))
     x64, w64, gy64 = (a.astype(np.float64) for a in (x, wt, gy))
     y = conv_jit.forward(x, wt, backward_follows)
-    assert y.flags.c_contiguous
+    _check_layout(y, x, wt)
     _close(y, ref_conv.forward(x64, w64))
     gx, gw = conv_jit.backward(x, wt, gy)
     want_gx, want_gw = ref_conv.backward(x64, w64, gy64)
@@ -103,7 +119,7 @@ def test_the_fused_bias_relu_epilogue_matches_the_twins(overwrite_gy, n, c_in, c
     x64, w64, gy64, b64 = (a.astype(np.float64) for a in (x, wt, gy, b))
     want_y = ref_bias_relu.forward(ref_conv.forward(x64, w64).reshape(c_out, -1), b64).reshape(gy.shape)
     y = conv_jit.forward(x, wt, True, relu_bias=b)
-    assert y.flags.c_contiguous
+    _check_layout(y, x, wt)
     _close(y, want_y)
     gz, want_gb = ref_bias_relu.backward(y.astype(np.float64).reshape(c_out, -1), gy64.reshape(c_out, -1))
     want_gx, want_gw = ref_conv.backward(x64, w64, gz.reshape(gy.shape))
@@ -156,6 +172,27 @@ def test_the_cpu_familys_fused_epilogue_agrees_with_the_twins_on_every_path(c_in
     for a, e in zip(got, want):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, e, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, float(np.abs(e).max())))
+
+
+@needs_jit
+def test_a_padded_view_is_read_in_place_by_the_next_convolution_on_its_grid_and_only_by_it():
+    """RealNVP's 2 -> 64 conv hands its output to the 64 -> 64 one as a padded view: that conv reads the buffer
+    behind it (no copy) in its forward and for its weight gradient, with the results of a plain copy; a conv on
+    another grid (k = 5) copies it; the view's entry goes when the view does."""
+    rng = np.random.default_rng(13)
+    x, w1, w2 = _draw(rng, (2, 3, 10, 9)), _draw(rng, (16, 2, 3, 3)), _draw(rng, (16, 16, 3, 3))
+    h1 = conv_jit.forward(x, w1, True, relu_bias=_draw(rng, (16,)))
+    plain = np.ascontiguousarray(h1)
+    grid = conv_jit._Grid(3, 10, 9, 3)
+    assert np.shares_memory(grid.padded(h1), h1) and not np.shares_memory(grid.padded(plain), plain)
+    assert not np.shares_memory(conv_jit._Grid(3, 10, 9, 5).padded(h1), h1)
+    np.testing.assert_array_equal(conv_jit.forward(h1, w2), conv_jit.forward(plain, w2))
+    gy = _draw(rng, (16, 3, 10, 9))
+    for got, want in zip(conv_jit.backward(h1, w2, gy), conv_jit.backward(plain, w2, gy)):
+        np.testing.assert_array_equal(got, want)
+    entries = len(conv_jit._PADDED_VIEWS)
+    del h1
+    assert len(conv_jit._PADDED_VIEWS) == entries - 1
 
 
 @needs_jit

@@ -9,8 +9,9 @@ and the backward one pass that reads y and gy, writes g and accumulates gb (in f
 channels, so the bias is one register per row. ``prange`` over the channels, built serial
 (``kernels/cpu/__init__.py``). The rows must be unit-stride; the wrappers copy anything else to C order.
 
-``split=True`` cuts the channels over nflow's own threads (``kernels/cpu/threads.py``; the loops release the GIL):
-for ``kernels/cpu/conv_jit.py``'s networks, which make no threaded BLAS call, so the second core is free. Beside
+``forward(..., split=True)`` cuts the channels over nflow's own threads (``kernels/cpu/threads.py``; the loops
+release the GIL): for ``kernels/cpu/conv_jit.py``'s networks, which make no threaded BLAS call, so the second core
+is free (their backward masks are ``kernels/cpu/grid_epilogue.py``'s). Beside
 OpenBLAS's threads it loses (its idle worker spins on that core: benchmarks/RESULTS.md, issue 12), so the family's
 default stays one thread.
 
@@ -81,15 +82,15 @@ def forward(z, b, split=False):
     return z
 
 
-def backward(y, gy, out=None, split=False):
+def backward(y, gy, out=None):
     """(g, gb): g = gy · [y > 0], gb = Σ over the columns of g, written into ``out`` where given (gy itself
     allowed: the loop reads each element before writing it)."""
     check_backward(y, gy, out)
     y, gy = np.ascontiguousarray(y), np.ascontiguousarray(gy)
     gb = np.empty(y.shape[0], dtype=y.dtype)
     if out is gy:
-        _run(_backward_in_place, y.shape[0], split, y, gy, gb)
+        _backward_in_place(y, gy, gb)
         return gy, gb
     g = np.empty_like(gy) if out is None else out
-    _run(_backward, y.shape[0], split, y, gy, g, gb)
+    _backward(y, gy, g, gb)
     return g, gb

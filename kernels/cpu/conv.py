@@ -111,9 +111,10 @@ def shifted_forward(x, w):
 
 
 def forward(x, w, backward_follows=False, relu_bias=None):
-    """y (O, N, H, W), C-ordered = conv(x (C, N, H, W), w (O, C, k, k)); ``backward_follows`` steers the twin's
-    choice of side where the twin runs. With ``relu_bias`` (O,): max(y + relu_bias, 0) — fused into the copy out
-    of the anchor grid where the own kernels run, else ``kernels/cpu/bias_relu.py``'s pass after the GEMMs."""
+    """y (O, N, H, W) = conv(x (C, N, H, W), w (O, C, k, k)), C-ordered (or, where the own kernels run, perhaps a
+    padded view: ``conv_jit._padded_output``); ``backward_follows`` steers the twin's choice of side where the twin
+    runs. With ``relu_bias`` (O,): max(y + relu_bias, 0) — fused into the copy out of the anchor grid where the own
+    kernels run, else ``kernels/cpu/bias_relu.py``'s pass after the GEMMs."""
     if own_kernels_run(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return conv_jit.forward(x, w, backward_follows, relu_bias)
     if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):

@@ -12,6 +12,13 @@ One change of layout against ``conv.py``'s grid: neighbouring rows and images sh
 28×28 instead of 15 %, 15 % at 14×14 instead of 31 % (RealNVP's training step 0.54 → 0.47 s with the aligned
 buffers below; benchmarks/RESULTS.md, issue 12, eighth session).
 
+What the grid saves beyond im2col: copies. The bias + ReLU epilogue rides on the copy out of the grid
+(``kernels/cpu/grid_epilogue.py``) and the ReLU's backward on the padding of the gradient; and a thin input into a
+wide output (RealNVP's first conv of each network) is computed on the grid of its output and handed out as a
+*padded view* — the interior of a zero-bordered buffer — which the next convolution on that grid (the 64 → 64
+one) reads as its padded input without a copy, in its forward and for its weight gradient
+(:func:`_padded_output`; RealNVP's step 0.94, log_prob 0.91 of what it took with the copies).
+
 1. ``packed_gemm`` — Y[o, q] = Σ_kk A[o, kk] · x[offs[kk] + q]: for each strip of :data:`NR` anchors and
    each chunk of :data:`KC` rows of the K = C·k², it copies those shifted rows of the strip into one contiguous
    (KC, NR) block (the BLIS "packed panel", 32 KB: it stays in L1), then runs every block of :data:`MR` output
@@ -30,6 +37,8 @@ float32 only (:func:`runs`); the model layers' float64 gradient checks run the B
 path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why there, is
 ``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
 """
+import weakref
+
 import numpy as np
 
 from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
@@ -73,6 +82,7 @@ class _Grid:
         self.n_end = -(-self.anchors // NR) * NR      # whole strips
         ld = -(-(self.n_end + self.reach) // LANES) * LANES
         self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
+        self.key = (n, h, w, k)
 
     def _cells(self, buffer, start):
         """buffer (rows, ld) from ``start`` on as (rows, N, Hp, Wp): each image with its bottom rows and right
@@ -82,8 +92,11 @@ class _Grid:
     def padded(self, a):
         """a (C, N, H, W), any strides -> its zero-bordered (C, ld) float32 buffer. One pass: the borders and the
         slack are zeroed and the interior copied, the channels split over the threads (NumPy releases the GIL
-        while it copies)."""
+        while it copies) — or none, where ``a`` is a padded view of this grid (:func:`_padded_output`)."""
         c = a.shape[0]
+        made_here = _padded_buffer(a, self)
+        if made_here is not None:  # a padded view of this grid's shape: its buffer is the padded input as it is
+            return made_here
         buffer = _aligned_empty((c, self.ld), first=self.first_anchor)
         images = self._cells(buffer, self.first_anchor)
         h, w = self.h, self.w
@@ -136,6 +149,49 @@ class _Grid:
         threads.split(grid_epilogue.pad_masked, [(gy, y, buffer, gb, self.first_anchor, self.hp, self.wp, lo, hi)
                                                  for lo, hi in threads.ranges(0, c, 1)])
         return buffer, gb
+
+
+# ------------------------------------------------------------------------------------ padded views (zero-copy)
+# id(view) -> (weak reference to the view, its grid's (rows, ld) buffer, the grid's key). A convolution whose
+# output feeds another on the same grid (RealNVP: the thin first conv into the 64 -> 64 one) writes it straight
+# into a zero-bordered buffer and hands out the interior as a strided view; the next one's padded() finds the view
+# here and reads the buffer as it is, in its forward and again for its weight gradient. Only views made here are
+# registered, and only their interiors are reachable from outside, so the borders stay zero. An entry dies with
+# its view.
+_PADDED_VIEWS = {}
+
+
+def _register_padded_view(view, buffer, grid):
+    key = id(view)
+    _PADDED_VIEWS[key] = (weakref.ref(view, lambda _, key=key: _PADDED_VIEWS.pop(key, None)), buffer, grid.key)
+
+
+def _padded_buffer(a, grid):
+    """The (C, ld) buffer behind ``a`` if ``a`` is a padded view made on a grid of this shape, else None."""
+    entry = _PADDED_VIEWS.get(id(a))
+    if entry is None or entry[0]() is not a or entry[2] != grid.key:
+        return None
+    return entry[1][:a.shape[0]]
+
+
+def _padded_output(xpad, w, grid, relu_bias):
+    """The convolution of xpad (padded on ``grid``) with w as a padded view: the products written first_anchor
+    floats into an aligned (rows, ld) buffer, so that output pixel (n, r, s) lands where the grid pads pixel
+    (n, r, s); then one pass zeroes the borders (where the products left junk) and applies max(· + b, 0)."""
+    o, c, k, _ = w.shape
+    rows = -(-o // MR) * MR
+    buffer = _aligned_empty((rows, grid.ld), first=grid.first_anchor)
+    out = buffer[:, grid.first_anchor:]  # anchor q is written at first_anchor + q: the padded pixel it is
+    _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, out, grid.ld)
+    relu = relu_bias is not None
+    bias = np.ascontiguousarray(relu_bias if relu else np.zeros(o), dtype=np.float32)
+    inside = np.zeros((grid.hp, grid.wp), dtype=np.bool_)
+    inside[:grid.h, :grid.w] = True
+    threads.split(grid_epilogue.finish_padded, [(buffer, bias, relu, inside.reshape(-1), grid.first_anchor, grid.n,
+                                                 lo, hi) for lo, hi in threads.ranges(0, o, 1)])
+    view = grid._cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
+    _register_padded_view(view, buffer[:o], grid)
+    return view
 
 
 def _aligned_empty(shape, first=0):
@@ -235,6 +291,13 @@ def _shifted(c, o):
     return min(c, o) >= SHIFTED_MIN_CHANNELS
 
 
+def _pads_output(c, o, k):
+    """Whether the forward writes a padded view (:func:`_padded_output`): a thin input into a wide output (RealNVP's
+    first conv of each network, whose output the 64 -> 64 conv reads next), k > 1. The few input channels are
+    padded cheaply; the product reads their shifted rows in place (``direct_gemm``: at most 4 × 9 of them)."""
+    return k > 1 and c < SHIFTED_MIN_CHANNELS <= o
+
+
 def _correlate(xpad, w, grid):
     """Y (rows, ld) on the anchor grid: Σ over taps and channels of w (O, C, k, k) times the shifted xpad rows."""
     o, c, k, _ = w.shape
@@ -244,11 +307,14 @@ def _correlate(xpad, w, grid):
 
 
 def forward(x, w, backward_follows=False, relu_bias=None):
-    """y (O, N, H, W), C-ordered float32 = the 'same' correlation of x (C, N, H, W), any strides, with w
-    (O, C, k, k); ``backward_follows`` steers the unfolded algorithm's side, as in the twin. With ``relu_bias``
-    (O,): max(y + relu_bias, 0), the conv family's fused epilogue (``kernels/cpu/conv.py``)."""
+    """y (O, N, H, W) float32 = the 'same' correlation of x (C, N, H, W), any strides, with w (O, C, k, k): C-ordered,
+    or a padded view (:func:`_pads_output`); ``backward_follows`` steers the unfolded algorithm's side, as in the
+    twin. With ``relu_bias`` (O,): max(y + relu_bias, 0), the conv family's fused epilogue (``kernels/cpu/conv.py``)."""
     c, n, h, wd = x.shape
     o, _, k, _ = w.shape
+    if _pads_output(c, o, k):
+        grid = _Grid(n, h, wd, k)
+        return _padded_output(grid.padded(x), w, grid, relu_bias)
     if not _shifted(c, o):
         if unfolds_output(c, o, k, backward_follows):
             y = col2im(matmul(flipped_kernel_matrix(w), as_matrix(x)), (o, n, h, wd), k)
@@ -272,14 +338,13 @@ def backward(x, w, gy, need_x=True, need_w=True):
 
 def relu_backward(x, w, y, gy, need_x=True, need_w=True, overwrite_gy=False):
     """(dx, dw, db) of y = max(conv(x, w) + b, 0) for its output gradient gy: the ReLU's mask and the bias's sum
-    fused into the padding of gy (shifted windows) or run on both threads in place (unfolded: in gy itself where
-    ``overwrite_gy``, else in a copy)."""
+    fused into the padding of gy (shifted windows) or one pass on both threads (unfolded; y may be a padded view).
+    gy is never written (``overwrite_gy`` is the family's signature)."""
     o = w.shape[0]
     if not _shifted(x.shape[0], o):
-        g = as_matrix(gy)
-        ours = overwrite_gy or not np.may_share_memory(g, gy)  # as_matrix copied a strided gy
-        gz, gb = bias_relu.backward(y.reshape(o, -1), g, out=g if ours else None, split=True)
-        return _unfolded_backward(x, w, gz.reshape(gy.shape), need_x, need_w) + (gb,)
+        gz, gb = np.empty(gy.shape, dtype=np.float32), np.empty(o, dtype=np.float32)
+        threads.split(grid_epilogue.masked, [(gy, y, gz, gb, lo, hi) for lo, hi in threads.ranges(0, o, 1)])
+        return _unfolded_backward(x, w, gz, need_x, need_w) + (gb,)
     c, n, h, wd = x.shape
     grid = _Grid(n, h, wd, w.shape[2])
     gpad, gb = grid.padded_masked(gy, y)

@@ -85,7 +85,7 @@ class Conv2d(Function):
             y = ops.forward(xc, w, backward_follows=self.records_graph, relu_bias=bias)  # the activation
             self.saved = (x, w, y)
             return self._out(y)
-        y = ops.forward(xc, w, backward_follows=self.records_graph)  # (C_out, N, H, W), C-ordered
+        y = ops.forward(xc, w, backward_follows=self.records_graph)  # (C_out, N, H, W)
         if b is not None:
             y += b[:, None, None, None]
         return self._out(y)
