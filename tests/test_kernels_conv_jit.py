@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nflow.kernels.cpu import conv as cpu_conv
 from nflow.kernels.cpu import col2im as cpu_col2im
-from nflow.kernels.cpu import conv_jit, jit, threads
+from nflow.kernels.cpu import conv_grid, conv_jit, jit, threads
 from nflow.kernels.reference import bias_relu as ref_bias_relu
 from nflow.kernels.reference import conv as ref_conv
 
@@ -37,8 +37,8 @@ def _check_layout(y, x, wt):
     if not conv_jit._pads_output(c, wt.shape[0], wt.shape[2]):
         assert y.flags.c_contiguous
         return
-    grid = conv_jit._Grid(n, h, w, wt.shape[2])
-    buffer = conv_jit._padded_buffer(y, grid)
+    grid = conv_grid.Grid(n, h, w, wt.shape[2])
+    buffer = conv_grid.padded_buffer(y, grid)
     assert buffer is not None and np.shares_memory(buffer, y)
     want = np.zeros_like(buffer)
     cells = grid._cells(want, grid.first_anchor)
@@ -183,16 +183,16 @@ def test_a_padded_view_is_read_in_place_by_the_next_convolution_on_its_grid_and_
     x, w1, w2 = _draw(rng, (2, 3, 10, 9)), _draw(rng, (16, 2, 3, 3)), _draw(rng, (16, 16, 3, 3))
     h1 = conv_jit.forward(x, w1, True, relu_bias=_draw(rng, (16,)))
     plain = np.ascontiguousarray(h1)
-    grid = conv_jit._Grid(3, 10, 9, 3)
+    grid = conv_grid.Grid(3, 10, 9, 3)
     assert np.shares_memory(grid.padded(h1), h1) and not np.shares_memory(grid.padded(plain), plain)
-    assert not np.shares_memory(conv_jit._Grid(3, 10, 9, 5).padded(h1), h1)
+    assert not np.shares_memory(conv_grid.Grid(3, 10, 9, 5).padded(h1), h1)
     np.testing.assert_array_equal(conv_jit.forward(h1, w2), conv_jit.forward(plain, w2))
     gy = _draw(rng, (16, 3, 10, 9))
     for got, want in zip(conv_jit.backward(h1, w2, gy), conv_jit.backward(plain, w2, gy)):
         np.testing.assert_array_equal(got, want)
-    entries = len(conv_jit._PADDED_VIEWS)
+    entries = len(conv_grid._PADDED_VIEWS)
     del h1
-    assert len(conv_jit._PADDED_VIEWS) == entries - 1
+    assert len(conv_grid._PADDED_VIEWS) == entries - 1
 
 
 @needs_jit
@@ -210,12 +210,13 @@ def test_realnvp_sized_convolutions_match_the_twin():
 
 
 def test_the_padded_grid_shares_borders_and_puts_every_rows_first_anchor_on_a_cache_line():
-    """Layout (``_Grid``'s docstring): pixel (n, r, c) at first_anchor + (n·Hp + r)·Wp + c with Hp, Wp = H + p,
-    W + p, zeros everywhere else; and the kernels' vector loads of the gradient's anchors and stores of the outputs
-    run a fifth faster aligned (benchmarks/RESULTS.md), so the buffers are placed by hand (NumPy promises 16 bytes)."""
+    """Layout (``conv_grid.Grid``'s docstring): pixel (n, r, c) at first_anchor + (n·Hp + r)·Wp + c with Hp, Wp =
+    H + p, W + p, zeros everywhere else; and the kernels' vector loads of the gradient's anchors and stores of the
+    outputs run a fifth faster aligned (benchmarks/RESULTS.md), so the buffers are placed by hand (NumPy promises
+    16 bytes)."""
     rng = np.random.default_rng(3)
     for n, h, w, k in ((2, 28, 28, 3), (1, 14, 14, 3), (3, 9, 8, 5), (1, 5, 5, 1)):
-        grid = conv_jit._Grid(n, h, w, k)
+        grid = conv_grid.Grid(n, h, w, k)
         p = k // 2
         assert (grid.hp, grid.wp, grid.first_anchor) == (h + p, w + p, p * (w + p) + p)
         assert grid.ld % conv_jit.LANES == 0 and grid.ld >= grid.n_end + grid.reach
@@ -223,7 +224,7 @@ def test_the_padded_grid_shares_borders_and_puts_every_rows_first_anchor_on_a_ca
             x = _draw(rng, (c, n, h, w))
             padded = grid.padded(x)
             for row in range(c):
-                assert padded[row, grid.first_anchor:].ctypes.data % conv_jit.ALIGN == 0
+                assert padded[row, grid.first_anchor:].ctypes.data % conv_grid.ALIGN == 0
             want = np.zeros_like(padded)
             for i in range(n):
                 for r in range(h):
@@ -231,7 +232,7 @@ def test_the_padded_grid_shares_borders_and_puts_every_rows_first_anchor_on_a_ca
                     want[:, at:at + w] = x[:, i, r]
             np.testing.assert_array_equal(padded, want)
     for first in range(20):
-        assert conv_jit._aligned_empty((3, 32), first=first).reshape(-1)[first:].ctypes.data % conv_jit.ALIGN == 0
+        assert conv_grid.aligned_empty((3, 32), first=first).reshape(-1)[first:].ctypes.data % conv_grid.ALIGN == 0
 
 
 @needs_jit

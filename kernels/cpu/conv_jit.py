@@ -1,16 +1,16 @@
 """The 'same' stride-1 convolution on nflow's own kernels and threads: the shifted-window algorithm of
 ``kernels/cpu/conv.py`` (read its docstring first), with the GEMMs done by two micro-kernels written in LLVM IR
 (``kernels/cpu/gemm_ir.py``, compiled by ``kernels/cpu/jit.py``) instead of BLAS, split over nflow's own threads
-(``kernels/cpu/threads.py``).
+(``kernels/cpu/threads.py``), on the padded anchor grid of ``kernels/cpu/conv_grid.py``.
 
 Both kernels read the padded input X (C, P) through a table of row offsets, one per (tap, channel):
 ``offs[(i, j, c)] = c·ld + i·Wp + j``, so row (i, j, c) of the "unfolded" input is X[c] shifted by the tap, read in
 place: im2col without its buffer.
 
 One change of layout against ``conv.py``'s grid: neighbouring rows and images share their zero borders
-(:class:`_Grid`), so there are fewer cells whose outputs are computed and dropped — 7 % more than the outputs at
-28×28 instead of 15 %, 15 % at 14×14 instead of 31 % (RealNVP's training step 0.54 → 0.47 s with the aligned
-buffers below; benchmarks/RESULTS.md, issue 12, eighth session).
+(``conv_grid.Grid``), so there are fewer cells whose outputs are computed and dropped — 7 % more than the outputs
+at 28×28 instead of 15 %, 15 % at 14×14 instead of 31 % (RealNVP's training step 0.54 → 0.47 s with the aligned
+buffers of ``conv_grid.aligned_empty``; benchmarks/RESULTS.md, issue 12, eighth session).
 
 What the grid saves beyond im2col: copies. The bias + ReLU epilogue rides on the copy out of the grid
 (``kernels/cpu/grid_epilogue.py``) and the ReLU's backward on the padding of the gradient; and a thin input into a
@@ -37,16 +37,14 @@ float32 only (:func:`runs`); the model layers' float64 gradient checks run the B
 path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why there, is
 ``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
 """
-import weakref
-
 import numpy as np
 
 from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
-from nflow.kernels.cpu.gemm_ir import ALIGN, KC, LANES, MO, MR, NK, NR, PANEL_STRIPS, kernel
+from nflow.kernels.cpu.conv_grid import Grid, aligned_empty, register_padded_view
+from nflow.kernels.cpu.gemm_ir import KC, LANES, MO, MR, NK, NR, PANEL_STRIPS, kernel
 from nflow.kernels.cpu.col2im import col2im
 from nflow.kernels.reference.conv import as_matrix, flipped_kernel_matrix, im2col, unfolds_output
 
-L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
 DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
 DIRECT_MAX_DEPTH = 36         # ... or at most 4 channels × 9 taps: read the shifted rows in place, no packing
 PANEL_MAX_BLOCKS = 6          # products with at most this many blocks of rows pack PANEL_STRIPS strips at a time
@@ -56,153 +54,6 @@ SHIFTED_MIN_CHANNELS = 16     # fewer on either side: unfold that side (im2col),
 def runs(dtype):
     """Whether the own kernels can run a convolution of this dtype in this process."""
     return jit.AVAILABLE and np.dtype(dtype) == np.float32
-
-
-# ------------------------------------------------------------------------------------------ buffers and geometry
-class _Grid:
-    """The padded anchor grid of a batch, each channel one row ``ld`` floats long. The images are laid end to end
-    with their borders shared: every image row is followed by p = k // 2 zeros, which are its right border and the
-    next row's left border at once, and every image by p zero rows, its bottom border and the next image's top;
-    ``first_anchor`` = p·Wp + p zeros lead. So an image takes (H + p) × (W + p) = Hp × Wp cells, not
-    (H + 2p) × (W + 2p): the kernels compute an output for every cell (the border cells' are dropped), 7 % more
-    than the outputs at 28×28 and 15 % at 14×14, against 15 % and 31 % with a border of its own on every side.
-
-    Pixel (n, r, c) of a channel sits at ``first_anchor + (n·Hp + r)·Wp + c``; anchor q is the top-left tap of
-    the window whose centre is ``first_anchor + q``, so the output of pixel (n, r, c) is anchor
-    (n·Hp + r)·Wp + c, and its taps read q + i·Wp + j for i, j < k, never outside the row: row ``ld`` leaves room
-    past the last anchor for the kernels' whole strips and for the largest shift."""
-
-    def __init__(self, n, h, w, k):
-        self.n, self.h, self.w, self.k, self.p = n, h, w, k, k // 2
-        self.hp, self.wp = h + self.p, w + self.p
-        self.first_anchor = self.p * (self.wp + 1)    # leading zeros: aligned in every buffer (_aligned_empty)
-        self.anchors = n * self.hp * self.wp          # one per cell: every output pixel's, and the borders'
-        self.total = self.first_anchor + self.anchors  # where the laid-out images end; zeros from here to ld
-        self.reach = (k - 1) * (self.wp + 1)          # the largest tap shift
-        self.n_end = -(-self.anchors // NR) * NR      # whole strips
-        ld = -(-(self.n_end + self.reach) // LANES) * LANES
-        self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
-        self.key = (n, h, w, k)
-
-    def _cells(self, buffer, start):
-        """buffer (rows, ld) from ``start`` on as (rows, N, Hp, Wp): each image with its bottom rows and right
-        columns of borders."""
-        return buffer[:, start:start + self.anchors].reshape(buffer.shape[0], self.n, self.hp, self.wp)
-
-    def padded(self, a):
-        """a (C, N, H, W), any strides -> its zero-bordered (C, ld) float32 buffer. One pass: the borders and the
-        slack are zeroed and the interior copied, the channels split over the threads (NumPy releases the GIL
-        while it copies) — or none, where ``a`` is a padded view of this grid (:func:`_padded_output`)."""
-        c = a.shape[0]
-        made_here = _padded_buffer(a, self)
-        if made_here is not None:  # a padded view of this grid's shape: its buffer is the padded input as it is
-            return made_here
-        buffer = _aligned_empty((c, self.ld), first=self.first_anchor)
-        images = self._cells(buffer, self.first_anchor)
-        h, w = self.h, self.w
-
-        def fill(lo, hi):
-            part = images[lo:hi]
-            buffer[lo:hi, :self.first_anchor] = 0
-            part[:, :, h:] = 0
-            part[:, :, :h, w:] = 0
-            buffer[lo:hi, self.total:] = 0
-            part[:, :, :h, :w] = a[lo:hi]
-
-        threads.split(fill, threads.ranges(0, c, 1))
-        return buffer
-
-    def offsets(self, channels, count=None):
-        """The row offset of every (tap i, tap j, channel) of a padded buffer, in that order, as int64; padded to
-        ``count`` entries by repeating the first (their columns are computed and dropped)."""
-        taps = np.arange(self.k)
-        shifts = (taps[:, None] * self.wp + taps[None, :]).reshape(-1)
-        offs = (shifts[:, None] + np.arange(channels)[None, :] * self.ld).reshape(-1)
-        if count is not None and count > offs.size:
-            offs = np.concatenate([offs, np.full(count - offs.size, offs[0])])
-        return np.ascontiguousarray(offs, dtype=np.int64)
-
-    def corner(self, y, rows, relu_bias=None):
-        """The convolution out of the anchor grid: rows [0, rows) of y (≥ rows, ld), each image's [:H, :W] cells,
-        as a C-ordered (rows, N, H, W) array — with ``relu_bias`` (rows,), max(· + relu_bias, 0) in the same pass
-        (``kernels/cpu/grid_epilogue.py``); the rows split over the threads."""
-        out = np.empty((rows, self.n, self.h, self.w), dtype=np.float32)
-        if relu_bias is not None:
-            bias = np.ascontiguousarray(relu_bias, dtype=np.float32)
-            threads.split(grid_epilogue.corner_bias_relu, [(y, bias, out, self.hp, self.wp, lo, hi)
-                                                           for lo, hi in threads.ranges(0, rows, 1)])
-            return out
-        grid = self._cells(y, 0)
-
-        def copy(lo, hi):
-            out[lo:hi] = grid[lo:hi, :, :self.h, :self.w]
-
-        threads.split(copy, threads.ranges(0, rows, 1))
-        return out
-
-    def padded_masked(self, gy, y):
-        """(G, gb): the ReLU's backward fused into :meth:`padded` — G the zero-bordered (C, ld) buffer of
-        gy · [y > 0], gb its per-channel sums (the bias gradient); gy and y (C, N, H, W), any strides."""
-        c = gy.shape[0]
-        buffer = _aligned_empty((c, self.ld), first=self.first_anchor)
-        gb = np.empty(c, dtype=np.float32)
-        threads.split(grid_epilogue.pad_masked, [(gy, y, buffer, gb, self.first_anchor, self.hp, self.wp, lo, hi)
-                                                 for lo, hi in threads.ranges(0, c, 1)])
-        return buffer, gb
-
-
-# ------------------------------------------------------------------------------------ padded views (zero-copy)
-# id(view) -> (weak reference to the view, its grid's (rows, ld) buffer, the grid's key). A convolution whose
-# output feeds another on the same grid (RealNVP: the thin first conv into the 64 -> 64 one) writes it straight
-# into a zero-bordered buffer and hands out the interior as a strided view; the next one's padded() finds the view
-# here and reads the buffer as it is, in its forward and again for its weight gradient. Only views made here are
-# registered, and only their interiors are reachable from outside, so the borders stay zero. An entry dies with
-# its view.
-_PADDED_VIEWS = {}
-
-
-def _register_padded_view(view, buffer, grid):
-    key = id(view)
-    _PADDED_VIEWS[key] = (weakref.ref(view, lambda _, key=key: _PADDED_VIEWS.pop(key, None)), buffer, grid.key)
-
-
-def _padded_buffer(a, grid):
-    """The (C, ld) buffer behind ``a`` if ``a`` is a padded view made on a grid of this shape, else None."""
-    entry = _PADDED_VIEWS.get(id(a))
-    if entry is None or entry[0]() is not a or entry[2] != grid.key:
-        return None
-    return entry[1][:a.shape[0]]
-
-
-def _padded_output(xpad, w, grid, relu_bias):
-    """The convolution of xpad (padded on ``grid``) with w as a padded view: the products written first_anchor
-    floats into an aligned (rows, ld) buffer, so that output pixel (n, r, s) lands where the grid pads pixel
-    (n, r, s); then one pass zeroes the borders (where the products left junk) and applies max(· + b, 0)."""
-    o, c, k, _ = w.shape
-    rows = -(-o // MR) * MR
-    buffer = _aligned_empty((rows, grid.ld), first=grid.first_anchor)
-    out = buffer[:, grid.first_anchor:]  # anchor q is written at first_anchor + q: the padded pixel it is
-    _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, out, grid.ld)
-    relu = relu_bias is not None
-    bias = np.ascontiguousarray(relu_bias if relu else np.zeros(o), dtype=np.float32)
-    inside = np.zeros((grid.hp, grid.wp), dtype=np.bool_)
-    inside[:grid.h, :grid.w] = True
-    threads.split(grid_epilogue.finish_padded, [(buffer, bias, relu, inside.reshape(-1), grid.first_anchor, grid.n,
-                                                 lo, hi) for lo, hi in threads.ranges(0, o, 1)])
-    view = grid._cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
-    _register_padded_view(view, buffer[:o], grid)
-    return view
-
-
-def _aligned_empty(shape, first=0):
-    """A C-ordered float32 array of ``shape`` whose flat element ``first`` starts on an ALIGN-byte boundary (so,
-    with rows a multiple of LANES long, that element of every row). NumPy promises only 16-byte alignment, and a
-    vector load that straddles two cache lines costs two: aligning the gradient's anchors and the outputs made the
-    weight-gradient kernel 19-24 % faster (benchmarks/RESULTS.md, issue 12, eighth session)."""
-    size = int(np.prod(shape))
-    raw = np.empty(size + ALIGN // 4, dtype=np.float32)
-    start = (-(raw.ctypes.data // 4 + first)) % (ALIGN // 4)
-    return raw[start:start + size].reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------- the two drivers
@@ -221,7 +72,7 @@ def _products(a, offs, x, n_end, y, ldy):
         return
     # a few blocks of rows reuse each packed strip little: pack many strips at a time, reading the rows in long runs
     name, strips = ("panel_gemm", PANEL_STRIPS) if blocks <= PANEL_MAX_BLOCKS else ("packed_gemm", 1)
-    panels = [_aligned_empty((strips * KC * NR,)) for _ in pieces]  # one per thread, alive through the calls
+    panels = [aligned_empty((strips * KC * NR,)) for _ in pieces]  # one per thread, alive through the calls
     threads.split(kernel(name), [common + (lo, hi, y.ctypes.data, ldy, panel.ctypes.data)
                                  for (lo, hi), panel in zip(pieces, panels)])
 
@@ -248,7 +99,7 @@ def matmul(a, b):
     b = np.ascontiguousarray(b, dtype=np.float32)
     whole = n // NR * NR
     rows = -(-m // MR) * MR
-    y = _aligned_empty((rows, n))
+    y = aligned_empty((rows, n))
     if whole:
         _products(a, np.arange(depth, dtype=np.int64) * n, b, whole, y, n)
     if whole < n:
@@ -301,9 +152,29 @@ def _pads_output(c, o, k):
 def _correlate(xpad, w, grid):
     """Y (rows, ld) on the anchor grid: Σ over taps and channels of w (O, C, k, k) times the shifted xpad rows."""
     o, c, k, _ = w.shape
-    y = _aligned_empty((-(-o // MR) * MR, grid.ld))
+    y = aligned_empty((-(-o // MR) * MR, grid.ld))
     _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, y, grid.ld)
     return y  # columns (i, j, channel) of the weight matrix, as the offsets
+
+
+def _padded_output(xpad, w, grid, relu_bias):
+    """The convolution of xpad (padded on ``grid``) with w as a padded view: the products written first_anchor
+    floats into an aligned (rows, ld) buffer, so that output pixel (n, r, s) lands where the grid pads pixel
+    (n, r, s); then one pass zeroes the borders (where the products left junk) and applies max(· + b, 0)."""
+    o, c, k, _ = w.shape
+    rows = -(-o // MR) * MR
+    buffer = aligned_empty((rows, grid.ld), first=grid.first_anchor)
+    out = buffer[:, grid.first_anchor:]  # anchor q is written at first_anchor + q: the padded pixel it is
+    _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, out, grid.ld)
+    relu = relu_bias is not None
+    bias = np.ascontiguousarray(relu_bias if relu else np.zeros(o), dtype=np.float32)
+    inside = np.zeros((grid.hp, grid.wp), dtype=np.bool_)
+    inside[:grid.h, :grid.w] = True
+    threads.split(grid_epilogue.finish_padded, [(buffer, bias, relu, inside.reshape(-1), grid.first_anchor, grid.n,
+                                                 lo, hi) for lo, hi in threads.ranges(0, o, 1)])
+    view = grid._cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
+    register_padded_view(view, buffer[:o], grid)
+    return view
 
 
 def forward(x, w, backward_follows=False, relu_bias=None):
@@ -313,7 +184,7 @@ def forward(x, w, backward_follows=False, relu_bias=None):
     c, n, h, wd = x.shape
     o, _, k, _ = w.shape
     if _pads_output(c, o, k):
-        grid = _Grid(n, h, wd, k)
+        grid = Grid(n, h, wd, k)
         return _padded_output(grid.padded(x), w, grid, relu_bias)
     if not _shifted(c, o):
         if unfolds_output(c, o, k, backward_follows):
@@ -323,7 +194,7 @@ def forward(x, w, backward_follows=False, relu_bias=None):
         if relu_bias is not None:
             bias_relu.forward(y.reshape(o, -1), relu_bias, split=True)
         return y
-    grid = _Grid(n, h, wd, k)
+    grid = Grid(n, h, wd, k)
     return grid.corner(_correlate(grid.padded(x), w, grid), o, relu_bias)
 
 
@@ -332,7 +203,7 @@ def backward(x, w, gy, need_x=True, need_w=True):
     if not _shifted(x.shape[0], w.shape[0]):
         return _unfolded_backward(x, w, gy, need_x, need_w)
     c, n, h, wd = x.shape
-    grid = _Grid(n, h, wd, w.shape[2])
+    grid = Grid(n, h, wd, w.shape[2])
     return _shifted_backward(x, w, grid, grid.padded(gy), need_x, need_w)
 
 
@@ -346,7 +217,7 @@ def relu_backward(x, w, y, gy, need_x=True, need_w=True, overwrite_gy=False):
         threads.split(grid_epilogue.masked, [(gy, y, gz, gb, lo, hi) for lo, hi in threads.ranges(0, o, 1)])
         return _unfolded_backward(x, w, gz, need_x, need_w) + (gb,)
     c, n, h, wd = x.shape
-    grid = _Grid(n, h, wd, w.shape[2])
+    grid = Grid(n, h, wd, w.shape[2])
     gpad, gb = grid.padded_masked(gy, y)
     return _shifted_backward(x, w, grid, gpad, need_x, need_w) + (gb,)
 

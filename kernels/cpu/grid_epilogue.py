@@ -1,6 +1,6 @@
 """The bias + ReLU epilogue of a convolution fused into the copies ``kernels/cpu/conv_jit.py`` makes anyway
-between the anchor grid (``conv_jit._Grid``) and the (C, N, H, W) arrays of the graph. Numba loops that release
-the GIL, each over a range of channels, so ``kernels/cpu/threads.py`` runs them on both cores.
+between the anchor grid (``kernels/cpu/conv_grid.py``) and the (C, N, H, W) arrays of the graph. Numba loops that
+release the GIL, each over a range of channels, so ``kernels/cpu/threads.py`` runs them on both cores.
 
     corner_bias_relu:  y[c, n, r, s] = max(Y[c, (n·Hp + r)·Wp + s] + b[c], 0)       (forward, out of the grid)
     finish_padded:     Y[c, first + (n·Hp + r)·Wp + s] ← max(· + b[c], 0), 0 in the borders   (forward, in place)
@@ -70,7 +70,7 @@ def pad_masked(gy, y, buffer, gb, first, hp, wp, lo, hi):
 def finish_padded(buffer, b, relu, inside, first, images, lo, hi):
     """Rows [lo, hi) of a convolution's output laid out on the padded grid (products written ``first`` floats in,
     junk in the border cells): the borders and the slack zeroed, the interior max(· + b, 0) where ``relu``; the
-    buffer is then the next convolution's padded input as it stands (``conv_jit``'s padded views). ``inside``:
+    buffer is then the next convolution's padded input as it stands (``conv_grid``'s padded views). ``inside``:
     one image's Hp·Wp cells, 1 on its pixels and 0 on its borders — one select per cell in a loop as long as an
     image, which LLVM vectorises (row by row, 28-float loops ran 4x slower)."""
     ld = buffer.shape[1]
