@@ -29,7 +29,9 @@ gradient. The pre-activation is never kept, and there is no separate ReLU node i
 
 Cost: 2·N·C_out·C_in·k²·H·W FLOPs forward, twice that backward (one GEMM for dx, one for dW), either layout.
 Memory: backward keeps the input and the weight; any padded or unfolded buffer is rebuilt in backward rather
-than kept.
+than kept — except an activation that nflow's own CPU kernels hand out as a padded view (the interior of a
+zero-bordered buffer, 12-21 % larger than the compact array at RealNVP's sizes), which the next convolution reads
+in place (``kernels/cpu/conv_grid.py``).
 """
 from nflow.backend import get_array_module
 from nflow.kernels.dispatch import kernel_module
