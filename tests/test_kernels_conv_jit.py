@@ -41,7 +41,7 @@ def _check_layout(y, x, wt):
     buffer = conv_grid.padded_buffer(y, grid)
     assert buffer is not None and np.shares_memory(buffer, y)
     want = np.zeros_like(buffer)
-    cells = grid._cells(want, grid.first_anchor)
+    cells = grid.cells(want, grid.first_anchor)
     cells[:, :, :h, :w] = y
     np.testing.assert_array_equal(buffer, want)  # zero outside the interior, the view inside
 

@@ -39,7 +39,7 @@ class Grid:
         self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
         self.key = (n, h, w, k)
 
-    def _cells(self, buffer, start):
+    def cells(self, buffer, start):
         """buffer (rows, ld) from ``start`` on as (rows, N, Hp, Wp): each image with its bottom rows and right
         columns of borders."""
         return buffer[:, start:start + self.anchors].reshape(buffer.shape[0], self.n, self.hp, self.wp)
@@ -53,7 +53,7 @@ class Grid:
         if made_here is not None:  # a padded view of this grid's shape: its buffer is the padded input as it is
             return made_here
         buffer = aligned_empty((c, self.ld), first=self.first_anchor)
-        images = self._cells(buffer, self.first_anchor)
+        images = self.cells(buffer, self.first_anchor)
         h, w = self.h, self.w
 
         def fill(lo, hi):
@@ -87,7 +87,7 @@ class Grid:
             threads.split(grid_epilogue.corner_bias_relu, [(y, bias, out, self.hp, self.wp, lo, hi)
                                                            for lo, hi in threads.ranges(0, rows, 1)])
             return out
-        grid = self._cells(y, 0)
+        grid = self.cells(y, 0)
 
         def copy(lo, hi):
             out[lo:hi] = grid[lo:hi, :, :self.h, :self.w]

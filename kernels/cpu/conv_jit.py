@@ -40,9 +40,9 @@ path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run
 import numpy as np
 
 from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
+from nflow.kernels.cpu.col2im import col2im
 from nflow.kernels.cpu.conv_grid import Grid, aligned_empty, register_padded_view
 from nflow.kernels.cpu.gemm_ir import KC, LANES, MO, MR, NK, NR, PANEL_STRIPS, kernel
-from nflow.kernels.cpu.col2im import col2im
 from nflow.kernels.reference.conv import as_matrix, flipped_kernel_matrix, im2col, unfolds_output
 
 DIRECT_MAX_ROWS = MR          # at most one block of output rows ...
@@ -172,7 +172,7 @@ def _padded_output(xpad, w, grid, relu_bias):
     inside[:grid.h, :grid.w] = True
     threads.split(grid_epilogue.finish_padded, [(buffer, bias, relu, inside.reshape(-1), grid.first_anchor, grid.n,
                                                  lo, hi) for lo, hi in threads.ranges(0, o, 1)])
-    view = grid._cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
+    view = grid.cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
     register_padded_view(view, buffer[:o], grid)
     return view
 
