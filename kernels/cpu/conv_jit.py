@@ -41,7 +41,7 @@ import numpy as np
 
 from nflow.kernels.cpu import bias_relu, grid_epilogue, jit, threads
 from nflow.kernels.cpu.col2im import col2im
-from nflow.kernels.cpu.conv_grid import Grid, aligned_empty, register_padded_view
+from nflow.kernels.cpu.conv_grid import Grid, aligned_empty, padded_buffer, register_padded_view
 from nflow.kernels.cpu.gemm_ir import KC, LANES, MO, MR, NK, NR, PANEL_STRIPS, kernel
 from nflow.kernels.reference.conv import as_matrix, flipped_kernel_matrix, im2col, unfolds_output
 
@@ -212,12 +212,18 @@ def relu_backward(x, w, y, gy, need_x=True, need_w=True, overwrite_gy=False):
     fused into the padding of gy (shifted windows) or one pass on both threads (unfolded; y may be a padded view).
     gy is never written (``overwrite_gy`` is the family's signature)."""
     o = w.shape[0]
-    if not _shifted(x.shape[0], o):
-        gz, gb = np.empty(gy.shape, dtype=np.float32), np.empty(o, dtype=np.float32)
-        threads.split(grid_epilogue.masked, [(gy, y, gz, gb, lo, hi) for lo, hi in threads.ranges(0, o, 1)])
-        return _unfolded_backward(x, w, gz, need_x, need_w) + (gb,)
     c, n, h, wd = x.shape
     grid = Grid(n, h, wd, w.shape[2])
+    if not _shifted(c, o):
+        y_rows = padded_buffer(y, grid)  # y through its padded buffer if it is a padded view, else compact
+        layout = (grid.first_anchor, grid.hp, grid.wp) if y_rows is not None else (0, h, wd)
+        if y_rows is None:
+            y_rows = np.ascontiguousarray(y).reshape(o, -1)
+        gz, gb = np.empty(gy.shape, dtype=np.float32), np.empty(o, dtype=np.float32)
+        gy = np.ascontiguousarray(gy)
+        threads.split(grid_epilogue.masked, [(gy, y_rows) + layout + (gz, gb, lo, hi)
+                                             for lo, hi in threads.ranges(0, o, 1)])
+        return _unfolded_backward(x, w, gz, need_x, need_w) + (gb,)
     gpad, gb = grid.padded_masked(gy, y)
     return _shifted_backward(x, w, grid, gpad, need_x, need_w) + (gb,)
 
