@@ -135,7 +135,7 @@ def test_the_fused_bias_relu_epilogue_matches_the_twins(overwrite_gy, n, c_in, c
 @needs_jit
 def test_the_fused_epilogue_keeps_nan_and_reads_a_strided_gradient():
     """NaN is not clipped: max(NaN + b, 0) stays NaN, and a NaN gradient where the ReLU was off stays NaN in the
-    bias's gradient (NaN · 0), as in the twin; gy as an NCHW batch seen channel-major is read in place."""
+    bias's gradient (NaN · 0), as in the twin; gy may be an NCHW batch seen channel-major (a strided view)."""
     rng = np.random.default_rng(11)
     for c_in, c_out in ((16, 16), (2, 16)):  # shifted windows, unfolded
         x, wt = _draw(rng, (c_in, 2, 6, 5)), _draw(rng, (c_out, c_in, 3, 3))
