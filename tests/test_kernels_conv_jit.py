@@ -134,14 +134,16 @@ def test_the_fused_bias_relu_epilogue_matches_the_twins(overwrite_gy, n, c_in, c
 
 @needs_jit
 def test_the_fused_epilogue_keeps_nan_and_reads_a_strided_gradient():
-    """NaN is not clipped: max(NaN + b, 0) stays NaN, and a NaN gradient where the ReLU was off stays NaN in the
-    bias's gradient (NaN · 0), as in the twin; gy may be an NCHW batch seen channel-major (a strided view)."""
+    """NaN is not clipped: max(NaN + b, 0) stays NaN (and never leaks into a padded view's borders), and a NaN
+    gradient where the ReLU was off stays NaN in the bias's gradient (NaN · 0), as in the twin; gy may be an NCHW
+    batch seen channel-major (a strided view)."""
     rng = np.random.default_rng(11)
     for c_in, c_out in ((16, 16), (2, 16)):  # shifted windows, unfolded
         x, wt = _draw(rng, (c_in, 2, 6, 5)), _draw(rng, (c_out, c_in, 3, 3))
         x[0, 1, 2, 3] = np.nan
         y = conv_jit.forward(x, wt, True, relu_bias=np.zeros(c_out, np.float32))
         assert np.isnan(y[:, 1, 1:4, 2:5]).all() and not np.isnan(y[:, 0]).any()
+        _check_layout(y, x, wt)  # a padded view's borders stay 0 beside the NaN pixel (junk there is NaN)
         ones = np.ones_like(x)
         y = conv_jit.forward(ones, wt, True, relu_bias=np.full(c_out, -1e9, np.float32))  # ReLU off everywhere
         gy_nchw = _draw(rng, (2, c_out, 6, 5))

@@ -57,9 +57,11 @@ def runs(dtype):
 
 
 # ----------------------------------------------------------------------------------------------- the two drivers
-def _products(a, offs, x, n_end, y, ldy):
+def _products(a, offs, x, n_end, y, ldy, finish=()):
     """y[r, q] = Σ_kk a[r, kk] · x.flat[offs[kk] + q] for q in [0, n_end) (a multiple of NR), r < rows of y (a
-    multiple of MR, ≥ a's rows): the strips split over the threads, the kernel picked by shape."""
+    multiple of MR, ≥ a's rows): the strips split over the threads, the kernel picked by shape. ``finish`` =
+    (bias, inside, cells, relu) as addresses and counts: ``direct_gemm_epilogue``'s finishing of a padded output
+    (:func:`_padded_output`; a product that reads its rows in place)."""
     rows, depth = a.shape
     blocks = y.shape[0] // MR
     padded = np.zeros((blocks * MR, depth), dtype=np.float32)
@@ -67,8 +69,9 @@ def _products(a, offs, x, n_end, y, ldy):
     packed = np.ascontiguousarray(padded.reshape(blocks, MR, depth).transpose(0, 2, 1))  # (blocks, depth, MR)
     pieces = threads.ranges(0, n_end, NR)
     common = (packed.ctypes.data, blocks, depth, offs.ctypes.data, x.ctypes.data)
-    if rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
-        threads.split(kernel("direct_gemm"), [common + (lo, hi, y.ctypes.data, ldy) for lo, hi in pieces])
+    if finish or rows <= DIRECT_MAX_ROWS or depth <= DIRECT_MAX_DEPTH:
+        name = "direct_gemm_epilogue" if finish else "direct_gemm"
+        threads.split(kernel(name), [common + (lo, hi, y.ctypes.data, ldy) + finish for lo, hi in pieces])
         return
     # a few blocks of rows reuse each packed strip little: pack many strips at a time, reading the rows in long runs
     name, strips = ("panel_gemm", PANEL_STRIPS) if blocks <= PANEL_MAX_BLOCKS else ("packed_gemm", 1)
@@ -145,8 +148,9 @@ def _shifted(c, o):
 def _pads_output(c, o, k):
     """Whether the forward writes a padded view (:func:`_padded_output`): a thin input into a wide output (RealNVP's
     first conv of each network, whose output the 64 -> 64 conv reads next), k > 1. The few input channels are
-    padded cheaply; the product reads their shifted rows in place (``direct_gemm``: at most 4 × 9 of them)."""
-    return k > 1 and c < SHIFTED_MIN_CHANNELS <= o
+    padded cheaply; the product reads their shifted rows in place (``direct_gemm_epilogue``: at most
+    DIRECT_MAX_DEPTH = 4 × 9 of them)."""
+    return k > 1 and c < SHIFTED_MIN_CHANNELS <= o and c * k * k <= DIRECT_MAX_DEPTH
 
 
 def _correlate(xpad, w, grid):
@@ -160,18 +164,26 @@ def _correlate(xpad, w, grid):
 def _padded_output(xpad, w, grid, relu_bias):
     """The convolution of xpad (padded on ``grid``) with w as a padded view: the products written first_anchor
     floats into an aligned (rows, ld) buffer, so that output pixel (n, r, s) lands where the grid pads pixel
-    (n, r, s); then one pass zeroes the borders (where the products left junk) and applies max(· + b, 0)."""
+    (n, r, s), each tile finished as the kernel stores it (``gemm_ir._direct_gemm_ir``'s epilogue: 0 in the border
+    cells, where the products computed junk, max(· + b, 0) inside); then only the zeros before the first cell and
+    after the last are left to write. One pass over the output where the products and a second pass took two
+    (RealNVP's 1 -> 64 forward at 28x28: benchmarks/RESULTS.md, issue 12, ninth session)."""
     o, c, k, _ = w.shape
     rows = -(-o // MR) * MR
     buffer = aligned_empty((rows, grid.ld), first=grid.first_anchor)
-    out = buffer[:, grid.first_anchor:]  # anchor q is written at first_anchor + q: the padded pixel it is
-    _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, out, grid.ld)
     relu = relu_bias is not None
-    bias = np.ascontiguousarray(relu_bias if relu else np.zeros(o), dtype=np.float32)
-    inside = np.zeros((grid.hp, grid.wp), dtype=np.bool_)
-    inside[:grid.h, :grid.w] = True
-    threads.split(grid_epilogue.finish_padded, [(buffer, bias, relu, inside.reshape(-1), grid.first_anchor, grid.n,
-                                                 lo, hi) for lo, hi in threads.ranges(0, o, 1)])
+    bias = np.zeros(rows, dtype=np.float32)
+    if relu:
+        bias[:o] = relu_bias
+    cells = grid.hp * grid.wp
+    inside = np.zeros((grid.hp, grid.wp), dtype=np.float32)
+    inside[:grid.h, :grid.w] = 1
+    inside = np.resize(inside.reshape(-1), cells + NR)  # one image's cells, then on round them for a strip more
+    out = buffer[:, grid.first_anchor:]  # anchor q is written at first_anchor + q: the padded pixel it is
+    _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, out, grid.ld,
+              finish=(bias.ctypes.data, inside.ctypes.data, cells, int(relu)))
+    buffer[:, :grid.first_anchor] = 0
+    buffer[:, grid.total:] = 0  # past the last image: the last strip's tail and the slack
     view = grid.cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
     register_padded_view(view, buffer[:o], grid)
     return view

@@ -9,7 +9,8 @@ of whole strips):
 
 - ``packed_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy, panel)`` and ``panel_gemm`` (same arguments) —
   :func:`_packed_gemm_ir`;
-- ``direct_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy)`` — :func:`_direct_gemm_ir`;
+- ``direct_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy)`` — :func:`_direct_gemm_ir`, and
+  ``direct_gemm_epilogue`` (the same and ``bias, inside, cells, relu``), which finishes a padded output as it stores;
 - ``weight_grad(g, ldg, grows, oblocks, offs, kblocks, x, q0, q1, c, ldc)`` — :func:`_weight_grad_ir`.
 """
 import ctypes
@@ -72,11 +73,11 @@ def _tile_addresses(lines, column="%n"):
                       f"  %yp{r}.{j} = getelementptr float, ptr %y, i64 %yi{r}.{j}"]
 
 
-def _store_block(lines):
-    """Store the sums %sum{r}.{j} at the tile addresses."""
+def _store_block(lines, values="%sum"):
+    """Store the tile ``values`` (%sum{r}.{j} by default) at the tile addresses."""
     for r in range(MR):
         for j in range(NV):
-            lines.append(f"  store {_vector()} %sum{r}.{j}, ptr %yp{r}.{j}, align 4")
+            lines.append(f"  store {_vector()} {values}{r}.{j}, ptr %yp{r}.{j}, align 4")
 
 
 _GEMM_ARGUMENTS = ("ptr noalias %a, i64 %mblocks, i64 %k, ptr noalias %offs, ptr noalias %x, i64 %n0, i64 %n1, "
@@ -153,16 +154,31 @@ def _packed_gemm_ir(name="packed_gemm", strips=1):
     return "\n".join(lines)
 
 
-def _direct_gemm_ir():
+def _direct_gemm_ir(name="direct_gemm", epilogue=False):
     """``direct_gemm(a, mblocks, k, offs, x, n0, n1, y, ldy)``: the same products as :func:`_packed_gemm_ir`,
     reading the shifted rows where they lie, one block of MR rows at a time over every strip. For few rows or a
-    short k, where copying a strip would cost as much as using it."""
-    lines = [_fma_declaration(), f"define void @direct_gemm({_GEMM_ARGUMENTS}) nounwind {{",
-             "entry:", f"  %kmr = mul i64 %k, {MR}", "  br label %block",
-             "block:", "  %mb = phi i64 [0, %entry], [%mb.next, %strips.done]",
-             "  %ab.i = mul i64 %mb, %kmr", "  %ab = getelementptr float, ptr %a, i64 %ab.i", "  br label %strip",
-             "strip:", "  %n = phi i64 [%n0, %block], [%n.next, %store]", "  br label %inner",
-             "inner:", "  %kk = phi i64 [0, %strip], [%kk.next, %inner]"]
+    short k, where copying a strip would cost as much as using it.
+
+    With ``epilogue`` (``direct_gemm_epilogue``, four more arguments ``bias, inside, cells, relu``), each tile is
+    finished as it is stored, for an output laid out on its own padded grid (``conv_jit._padded_output``):
+
+        y[r, q] = (max(Σ + bias[r], 0) if relu else Σ + bias[r])  where inside[q mod cells] > 0,  else 0
+
+    ``inside`` holds one image's cells (1 on its pixels, 0 on its borders) and then its first NR again, so a strip
+    that runs into the next image reads its mask in one piece; a select, so the junk the border cells computed
+    (NaN included, next to a NaN pixel) never survives. max is a select too: NaN + b stays NaN, as in the twin.
+    It saves the pass over the output that set the borders and the bias + ReLU afterwards."""
+    vt = _vector()
+    extra = ", ptr noalias %bias, ptr noalias %inside, i64 %cells, i64 %relu" if epilogue else ""
+    lines = [_fma_declaration(), f"define void @{name}({_GEMM_ARGUMENTS}{extra}) nounwind {{",
+             "entry:", f"  %kmr = mul i64 %k, {MR}"]
+    if epilogue:
+        lines.append("  %relu.on = icmp ne i64 %relu, 0")
+    lines += ["  br label %block",
+              "block:", "  %mb = phi i64 [0, %entry], [%mb.next, %strips.done]",
+              "  %ab.i = mul i64 %mb, %kmr", "  %ab = getelementptr float, ptr %a, i64 %ab.i", "  br label %strip",
+              "strip:", "  %n = phi i64 [%n0, %block], [%n.next, %store]", "  br label %inner",
+              "inner:", "  %kk = phi i64 [0, %strip], [%kk.next, %inner]"]
     addresses = ["  %offp = getelementptr i64, ptr %offs, i64 %kk", "  %off = load i64, ptr %offp",
                  "  %src.i = add i64 %off, %n", "  %src = getelementptr float, ptr %x, i64 %src.i",
                  f"  %a.i = mul i64 %kk, {MR}", "  %ak = getelementptr float, ptr %ab, i64 %a.i"]
@@ -170,13 +186,37 @@ def _direct_gemm_ir():
     lines += ["  %kk.next = add i64 %kk, 1", "  %kdone = icmp eq i64 %kk.next, %k",
               "  br i1 %kdone, label %store, label %inner", "store:"]
     _tile_addresses(lines)
-    _store_block(lines)
+    if epilogue:
+        _finish_block(lines)
+    _store_block(lines, "%out" if epilogue else "%sum")
     lines += [f"  %n.next = add i64 %n, {NR}", "  %ndone = icmp sge i64 %n.next, %n1",
               "  br i1 %ndone, label %strips.done, label %strip",
               "strips.done:", "  %mb.next = add i64 %mb, 1", "  %mbdone = icmp eq i64 %mb.next, %mblocks",
               "  br i1 %mbdone, label %exit, label %block",
               "exit:", "  ret void", "}"]
     return "\n".join(lines)
+
+
+def _finish_block(lines):
+    """%out{r}.{j}: the sums %sum{r}.{j} with bias, ReLU and the border mask of :func:`_direct_gemm_ir`'s
+    epilogue (the strip starts at anchor %n, the block at row %mb·MR)."""
+    vt = _vector()
+    zero = "zeroinitializer"
+    lines += ["  %cell = urem i64 %n, %cells"]
+    for j in range(NV):
+        lines += [f"  %mo{j} = add i64 %cell, {j * LANES}", f"  %mp{j} = getelementptr float, ptr %inside, i64 %mo{j}",
+                  f"  %mv{j} = load {vt}, ptr %mp{j}, align 4", f"  %in{j} = fcmp ogt {vt} %mv{j}, {zero}"]
+    for r in range(MR):
+        lines += [f"  %biasp{r} = getelementptr float, ptr %bias, i64 %row{r}.i",
+                  f"  %biass{r} = load float, ptr %biasp{r}",
+                  f"  %biasi{r} = insertelement {vt} poison, float %biass{r}, i32 0",
+                  f"  %biasv{r} = shufflevector {vt} %biasi{r}, {vt} poison, <{LANES} x i32> zeroinitializer"]
+        for j in range(NV):
+            lines += [f"  %z{r}.{j} = fadd {vt} %sum{r}.{j}, %biasv{r}",
+                      f"  %neg{r}.{j} = fcmp olt {vt} %z{r}.{j}, {zero}",  # false for NaN: NaN stays
+                      f"  %rl{r}.{j} = select <{LANES} x i1> %neg{r}.{j}, {vt} {zero}, {vt} %z{r}.{j}",
+                      f"  %act{r}.{j} = select i1 %relu.on, {vt} %rl{r}.{j}, {vt} %z{r}.{j}",
+                      f"  %out{r}.{j} = select <{LANES} x i1> %in{j}, {vt} %act{r}.{j}, {vt} {zero}"]
 
 
 def _weight_grad_ir():
@@ -237,13 +277,15 @@ _KERNELS = {}
 
 
 def kernel(name):
-    """The compiled kernel ``name`` ("packed_gemm", "panel_gemm", "direct_gemm", "weight_grad"), compiled on first
-    use."""
+    """The compiled kernel ``name`` ("packed_gemm", "panel_gemm", "direct_gemm", "direct_gemm_epilogue",
+    "weight_grad"), compiled on first use."""
     if name not in _KERNELS:
         gemm = [_PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _I64]
         ir, argtypes = {"packed_gemm": (lambda: _packed_gemm_ir("packed_gemm", 1), gemm + [_PTR]),
                         "panel_gemm": (lambda: _packed_gemm_ir("panel_gemm", PANEL_STRIPS), gemm + [_PTR]),
                         "direct_gemm": (_direct_gemm_ir, gemm),
+                        "direct_gemm_epilogue": (lambda: _direct_gemm_ir("direct_gemm_epilogue", True),
+                                                 gemm + [_PTR, _PTR, _I64, _I64]),
                         "weight_grad": (_weight_grad_ir, [_PTR, _I64, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64, _PTR,
                                                           _I64])}[name]
         _KERNELS[name] = jit.compile_function(ir(), name, argtypes)

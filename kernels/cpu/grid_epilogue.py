@@ -3,7 +3,6 @@ between the anchor grid (``kernels/cpu/conv_grid.py``) and the (C, N, H, W) arra
 release the GIL, each over a range of channels, so ``kernels/cpu/threads.py`` runs them on both cores.
 
     corner_bias_relu:  y[c, n, r, s] = max(Y[c, (n·Hp + r)·Wp + s] + b[c], 0)       (forward, out of the grid)
-    finish_padded:     Y[c, first + (n·Hp + r)·Wp + s] ← max(· + b[c], 0), 0 in the borders   (forward, in place)
     pad_masked:        G[c, first + (n·Hp + r)·Wp + s] = gy[c, n, r, s] · [y[c, n, r, s] > 0],  0 elsewhere;
                        gb[c] = Σ G[c, :]                                                  (backward, into the grid)
     masked:            g = gy · [y > 0], gb[c] = Σ g[c]          (backward, y compact or a padded view's buffer)
@@ -64,31 +63,6 @@ def pad_masked(gy, y, buffer, gb, first, hp, wp, lo, hi):
         for j in range(first + n * hp * wp, ld):
             row[j] = zero
         gb[c] = total
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def finish_padded(buffer, b, relu, inside, first, images, lo, hi):
-    """Rows [lo, hi) of a convolution's output laid out on the padded grid (products written ``first`` floats in,
-    junk in the border cells): the borders and the slack zeroed, the interior max(· + b, 0) where ``relu``; the
-    buffer is then the next convolution's padded input as it stands (``conv_grid``'s padded views). ``inside``:
-    one image's Hp·Wp cells, 1 on its pixels and 0 on its borders — one select per cell in a loop as long as an
-    image, which LLVM vectorises (row by row, 28-float loops ran 4x slower)."""
-    ld = buffer.shape[1]
-    cells = inside.shape[0]
-    for c in range(lo, hi):
-        row, bias = buffer[c], b[c]
-        zero = type(bias)(0.0)
-        for j in range(first):
-            row[j] = zero
-        for i in range(images):
-            part = row[first + i * cells:first + (i + 1) * cells]
-            for j in range(cells):
-                v = part[j] + bias if relu else part[j]
-                if relu and v < zero:
-                    v = zero
-                part[j] = v if inside[j] else zero  # a select: junk, NaN included, never survives in a border
-        for j in range(first + images * cells, ld):
-            row[j] = zero
 
 
 @njit(cache=True, nogil=True, fastmath=REDUCTION_FLAGS, error_model="numpy")
