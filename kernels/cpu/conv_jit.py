@@ -25,8 +25,10 @@ one) reads as its padded input without a copy, in its forward and for its weight
    rows over it with an MR × NR register block: per kk, :data:`NV` vector loads, MR broadcasts, MR·NV fused
    multiply-adds, the tile carried from chunk to chunk in y. Packing costs K·NR copies per strip against O·K·NR
    multiply-adds, so it pays from a few output rows up; ``direct_gemm`` reads the shifted rows in place
-   instead, for one block of rows or a short K (the thin ends of a network). Forward and dx (the same correlation
-   of the output gradient with the flipped, transposed kernel) run them, and so does :func:`matmul`, on plain rows.
+   instead, for one block of rows or a short K (the thin ends of a network), and ``direct_gemm_epilogue`` also
+   finishes a padded view's tiles as it stores them (bias, ReLU, zero borders: :func:`_padded_output`). Forward
+   and dx (the same correlation of the output gradient with the flipped, transposed kernel) run them, and so does
+   :func:`matmul`, on plain rows.
 2. ``weight_grad`` — dW[o, kk] = Σ_q G[o, q] · x[offs[kk] + q], G the output gradient on the anchor grid
    (and :func:`matmul_nt` on plain rows):
    a sum over the long pixel axis, so the vector runs along q; a 6 × 4 block of (o, kk) keeps 24 vector partial
