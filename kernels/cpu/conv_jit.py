@@ -180,7 +180,7 @@ def _padded_output(xpad, w, grid, relu_bias):
     cells = grid.hp * grid.wp
     inside = np.zeros((grid.hp, grid.wp), dtype=np.float32)
     inside[:grid.h, :grid.w] = 1
-    inside = np.resize(inside.reshape(-1), cells + NR)  # one image's cells, then on round them for a strip more
+    inside = np.resize(inside.reshape(-1), cells + NR)  # and NR cells more, cyclically: a strip may cross images
     out = buffer[:, grid.first_anchor:]  # anchor q is written at first_anchor + q: the padded pixel it is
     _products(w.transpose(0, 2, 3, 1).reshape(o, k * k * c), grid.offsets(c), xpad, grid.n_end, out, grid.ld,
               finish=(bias.ctypes.data, inside.ctypes.data, cells, int(relu)))

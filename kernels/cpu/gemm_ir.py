@@ -164,10 +164,10 @@ def _direct_gemm_ir(name="direct_gemm", epilogue=False):
 
         y[r, q] = (max(Σ + bias[r], 0) if relu else Σ + bias[r])  where inside[q mod cells] > 0,  else 0
 
-    ``inside`` holds one image's cells (1 on its pixels, 0 on its borders) and then its first NR again, so a strip
-    that runs into the next image reads its mask in one piece; a select, so the junk the border cells computed
-    (NaN included, next to a NaN pixel) never survives. max is a select too: NaN + b stays NaN, as in the twin.
-    It saves the pass over the output that set the borders and the bias + ReLU afterwards."""
+    ``inside`` holds one image's cells (1 on its pixels, 0 on its borders) and then NR more, continuing
+    cyclically, so a strip that runs into the next image reads its mask in one piece; a select, so the junk the
+    border cells computed (NaN included, next to a NaN pixel) never survives. max is a select too: NaN + b stays
+    NaN, as in the twin. It saves the pass over the output that set the borders and the bias + ReLU afterwards."""
     vt = _vector()
     extra = ", ptr noalias %bias, ptr noalias %inside, i64 %cells, i64 %relu" if epilogue else ""
     lines = [_fma_declaration(), f"define void @{name}({_GEMM_ARGUMENTS}{extra}) nounwind {{",
