@@ -165,6 +165,10 @@ def main(argv=None):
     parser.add_argument("--interleave", action="store_true",
                         help="two long-lived children, every call alternated between them (rounds x repeats pairs)")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error("--rounds and --repeats must be at least 1")
+    if args.interleave and args.rounds * args.repeats < 2:
+        parser.error("--interleave needs at least 2 pairs (rounds x repeats) for the quartiles of their ratios")
     unknown = set(args.only.split(",")) - set(WORKLOADS)
     if unknown:
         parser.error(f"--only: unknown workloads {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")

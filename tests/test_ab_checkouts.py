@@ -25,3 +25,11 @@ def test_a_child_that_cannot_start_ends_the_run_with_its_checkout_named(tmp_path
     # no nflow/ in tmp_path: the child would import another nflow, which it refuses
     with pytest.raises(SystemExit, match="the child in " + str(tmp_path)):
         ab_checkouts.interleaved({"old": ROOT, "new": str(tmp_path)}, 1, 1, TINY, "wall")
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--repeats", "0"], ["--rounds", "1", "--repeats", "1",
+                                                                          "--interleave"]])
+def test_counts_that_leave_nothing_to_compare_are_refused_with_a_sentence(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ab_checkouts.main([ROOT, ROOT] + argv)
+    assert exit_.value.code == 2 and "at least" in capsys.readouterr().err
