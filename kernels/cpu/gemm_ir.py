@@ -168,7 +168,6 @@ def _direct_gemm_ir(name="direct_gemm", epilogue=False):
     cyclically, so a strip that runs into the next image reads its mask in one piece; a select, so the junk the
     border cells computed (NaN included, next to a NaN pixel) never survives. max is a select too: NaN + b stays
     NaN, as in the twin. It saves the pass over the output that set the borders and the bias + ReLU afterwards."""
-    vt = _vector()
     extra = ", ptr noalias %bias, ptr noalias %inside, i64 %cells, i64 %relu" if epilogue else ""
     lines = [_fma_declaration(), f"define void @{name}({_GEMM_ARGUMENTS}{extra}) nounwind {{",
              "entry:", f"  %kmr = mul i64 %k, {MR}"]
