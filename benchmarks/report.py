@@ -185,8 +185,44 @@ DATA_MOVEMENT = ("im2col", "col2im", "_pad", "pad)", "_padded_matrix", "ascontig
 GEMM_CALLERS = ("ops/conv.py", "reference/conv.py", "cpu/blas.py", "ops/linear.py", "ops/linalg.py", "tensordot")
 
 
+def best_setting_target_lines(results):
+    """Issue 12's CPU targets in the issue's own terms: "both sides at their best settings for this CPU". For each
+    model and op, each implementation's fastest median over the settings this run measured (the setting named),
+    so neither side is judged under a setting that handicaps it (glibc's defaults cost PyTorch's eager
+    convolutions up to 2x in page faults; :func:`target_lines` reads each setting on its own)."""
+    rate = best_gemm_rate(results)
+    best = {}  # (workload, op) -> {impl: (median, setting)}
+    flops = {}
+    for r in results["speed"]:
+        if r["workload"] not in EAGER_TARGETS:
+            continue
+        for op, res in r["ops"].items():
+            flops[(r["workload"], op)] = r["flops"][op]
+            cell = best.setdefault((r["workload"], op), {})
+            for impl, median in res["median"].items():
+                if median and (impl not in cell or median < cell[impl][0]):
+                    cell[impl] = (median, r["setting"])
+    lines = []
+    for (workload, op), cell in best.items():
+        if "nflow" not in cell or "torch" not in cell:
+            continue
+        (n, n_set), (t, t_set) = cell["nflow"], cell["torch"]
+        goal = EAGER_TARGETS[workload]
+        cells = [f"nflow/eager {n / t:.2f} (≤ {goal}: {'met' if n / t <= goal else 'not met'}; nflow `{n_set}`, "
+                 f"eager `{t_set}`)"]
+        if "compiled" in cell:
+            c, c_set = cell["compiled"]
+            cells.append(f"nflow/compile {n / c:.2f} (≤ {COMPILE_TARGET}: "
+                         f"{'met' if n / c <= COMPILE_TARGET else 'not met'}; compile `{c_set}`)")
+        if op == "train_step" and workload in ROOFLINE_TARGETS:
+            roof, goal = n / (flops[(workload, op)] / rate), ROOFLINE_TARGETS[workload]
+            cells.append(f"nflow/roofline {roof:.2f} (≤ {goal}: {'met' if roof <= goal else 'not met'})")
+        lines.append(f"- {workload} {op}: " + ", ".join(cells))
+    return lines
+
+
 def target_lines(results):
-    """Issue 12's CPU targets, checked against this run's figures."""
+    """Issue 12's CPU targets, checked against this run's figures setting by setting."""
     rate = best_gemm_rate(results)
     lines = []
     for r in results["speed"]:
@@ -285,9 +321,14 @@ def report(results, command, quick, info, extra=(), sources=()):
                      + f"; this section was rendered from them with `python -m benchmarks --from-json "
                      f"{','.join(sources)}`")
     parts.append("")
-    targets = target_lines(results)
+    best_targets, targets = best_setting_target_lines(results), target_lines(results)
+    if best_targets:
+        parts += ["Issue 12's CPU targets, each side at its best setting (the issue's terms: each implementation's "
+                  "fastest median over the settings below, the setting named):", ""] + best_targets + [""]
     if targets:
-        parts += ["Issue 12's CPU targets, from the table below:", ""] + targets + [""]
+        parts += ["The same targets setting by setting, from the table below (under `default` glibc returns "
+                  "freed memory at once, and PyTorch's eager convolutions pay more for the page faults than nflow "
+                  "does, so a ratio read under one setting can flatter one side):", ""] + targets + [""]
     parts += ["### Time per operation (wall clock, median)", "", markdown(sh, sr), ""]
     scaling = scaling_lines(results)
     if scaling:
