@@ -151,8 +151,8 @@ def environment_lines(results, command, info):
         f"- Date: {info['date']}; command: `{command}`",
         f"- Machine: {info['cpu']}; Python {info['python']}, NumPy {info['numpy']}, torch {info['torch']}; "
         f"nflow at commit {info['commit']}, backend `{first.get('nflow_backend', '?')}`",
-        f"- Threads: 2 on each side (torch.set_num_threads(2); OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS=2 before NumPy "
-        f"loads). OpenBLAS core type at run time: " + ", ".join(f"{s}: {c}" for s, c in cores.items()),
+        "- Threads: 2 on each side (torch.set_num_threads(2); OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS=2 before NumPy "
+        "loads). OpenBLAS core type at run time: " + ", ".join(f"{s}: {c}" for s, c in cores.items()),
         "- Settings (one child process per setting and workload): " + "; ".join(
             f"`{s}` = " + (" ".join(f"`{k}={v}`" for k, v in SETTINGS[s].items()) or "nothing else set")
             for s in dict.fromkeys(r["setting"] for r in results["speed"])),
