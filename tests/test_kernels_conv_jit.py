@@ -57,6 +57,8 @@ def test_matmul_and_the_long_inner_product_match_float64(m, k, n, seed):
     _close(conv_jit.matmul(a, b), a.astype(np.float64) @ b)
     g, x = _draw(rng, (m, n)), _draw(rng, (k, n))
     _close(conv_jit.matmul_nt(g, x), g.astype(np.float64) @ x.T.astype(np.float64))
+    bias = _draw(rng, m)  # the fused epilogue, on whole strips and on the copied tail alike
+    _close(conv_jit.matmul(a, b, relu_bias=bias), np.maximum(a.astype(np.float64) @ b + bias[:, None], 0))
 
 
 @settings(max_examples=30, deadline=None)
@@ -156,7 +158,7 @@ def test_the_fused_epilogue_keeps_nan_and_reads_a_strided_gradient():
         np.testing.assert_array_equal(gb, 0)
 
 
-@pytest.mark.parametrize("c_in, c_out", [(64, 64), (2, 64), (64, 4)])
+@pytest.mark.parametrize("c_in, c_out", [(64, 64), (2, 64), (64, 4), (2, 256), (4, 130)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_cpu_familys_fused_epilogue_agrees_with_the_twins_on_every_path(c_in, c_out, dtype):
     """kernels/cpu/conv.py's forward(relu_bias) and relu_backward on whichever path the dispatch rule picks (the
@@ -260,6 +262,33 @@ def test_the_cpu_family_runs_its_own_kernels_on_realnvps_convolutions_only(c_in,
     assert cpu_conv.own_kernels_run(c_in, c_out, k, dtype) is (own and jit.AVAILABLE)
     monkeypatch.setattr(jit, "AVAILABLE", False)  # where this process cannot compile: the BLAS paths, always
     assert not cpu_conv.own_kernels_run(c_in, c_out, k, dtype)
+
+
+@pytest.mark.parametrize("c_in, c_out, k, dtype, thin", [
+    (2, 256, 3, np.float32, True), (4, 256, 3, np.float32, True),  # Glow's first conv of each coupling network
+    (5, 256, 3, np.float32, False),  # 45 unfolded rows: past DIRECT_MAX_DEPTH
+    (256, 4, 3, np.float32, False), (2, 256, 1, np.float32, False),  # the thin side is the output; a 1x1 conv
+    (2, 256, 3, np.float64, False),  # float64: BLAS
+])
+def test_a_thin_input_into_a_wide_output_runs_the_direct_kernel_with_its_epilogue(c_in, c_out, k, dtype, thin,
+                                                                                  monkeypatch):
+    """kernels/cpu/conv.py's forward with relu_bias takes conv_jit.thin_forward where the rule says (and no other
+    own path runs), C-ordered and equal to the twin's bias + ReLU after BLAS; never without the JIT."""
+    assert cpu_conv.thin_forward_runs(c_in, c_out, k, dtype) is (thin and jit.AVAILABLE)
+    if thin and jit.AVAILABLE:
+        called = []
+        monkeypatch.setattr(conv_jit, "thin_forward", lambda *a, _f=conv_jit.thin_forward: called.append(1) or _f(*a))
+        rng = np.random.default_rng(13)
+        x, wt, b = _draw(rng, (c_in, 3, 5, 6)), _draw(rng, (c_out, c_in, k, k)), _draw(rng, c_out)
+        y = cpu_conv.forward(x, wt, True, relu_bias=b)
+        assert called and y.flags.c_contiguous
+        _close(y, ref_conv.forward(x.astype(np.float64), wt.astype(np.float64), True,
+                                   relu_bias=b.astype(np.float64)))
+        x[1, 2, 3, 4] = np.nan  # max(NaN + b, 0) stays NaN, and only the pixels whose window holds it
+        y = cpu_conv.forward(x, wt, True, relu_bias=b)
+        assert np.isnan(y[:, 2, 2:5, 3:6]).all() and np.isnan(y).sum() == c_out * 9
+    monkeypatch.setattr(jit, "AVAILABLE", False)
+    assert not cpu_conv.thin_forward_runs(c_in, c_out, k, dtype)
 
 
 @needs_jit

@@ -63,6 +63,16 @@ def own_kernels_run(c_in, c_out, k, dtype=np.float32):
     return conv_jit.runs(dtype) and k > 1 and max(c_in, c_out) <= OWN_MAX_CHANNELS
 
 
+def thin_forward_runs(c_in, c_out, k, dtype=np.float32):
+    """Whether a forward with the bias + ReLU epilogue that the own kernels would not otherwise run (a side wider
+    than OWN_MAX_CHANNELS: Glow's 2 or 4 -> 256 channels) runs ``conv_jit.thin_forward`` instead of BLAS: float32
+    where the own kernels compile, k > 1, a thin input (C_in·k² ≤ ``conv_jit.DIRECT_MAX_DEPTH``). BLAS writes the
+    wide output three times there (zeroes for β = 0, the short product, the epilogue); the direct kernel once.
+    Measured in Glow's training step (batch 64): 2 -> 256 at 14×14 3.44 -> 2.55 ms a call (benchmarks/RESULTS.md,
+    issue 12, tenth session)."""
+    return conv_jit.runs(dtype) and k > 1 and c_in * k * k <= conv_jit.DIRECT_MAX_DEPTH
+
+
 def shifted_pays(c_in, c_out, k, dtype=np.float32):
     """Whether the k² shifted GEMMs run this conv (else the twin's im2col does); never where NumPy's BLAS could
     not be found (``kernels/cpu/blas.py``), nor for a dtype BLAS has no GEMM for (float16)."""
@@ -114,9 +124,12 @@ def forward(x, w, backward_follows=False, relu_bias=None):
     """y (O, N, H, W) = conv(x (C, N, H, W), w (O, C, k, k)), C-ordered (or, where the own kernels run, perhaps a
     padded view: ``conv_jit._padded_output``); ``backward_follows`` steers the twin's choice of side where the twin
     runs. With ``relu_bias`` (O,): max(y + relu_bias, 0) — fused into the copy out of the anchor grid where the own
-    kernels run, else ``kernels/cpu/bias_relu.py``'s pass after the GEMMs."""
+    kernels run, or into the product's stores for a thin input (:func:`thin_forward_runs`), else
+    ``kernels/cpu/bias_relu.py``'s pass after the GEMMs."""
     if own_kernels_run(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         return conv_jit.forward(x, w, backward_follows, relu_bias)
+    if relu_bias is not None and thin_forward_runs(x.shape[0], w.shape[0], w.shape[2], x.dtype):
+        return conv_jit.thin_forward(x, w, relu_bias)
     if not shifted_pays(x.shape[0], w.shape[0], w.shape[2], x.dtype):
         y = im2col_conv.forward(x, w, backward_follows)
     else:

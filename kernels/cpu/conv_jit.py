@@ -95,23 +95,31 @@ def _weight_products(g, ldg, grows, offs, columns, x, pixels):
     return sum(sums[1:], sums[0])
 
 
-def matmul(a, b):
+def matmul(a, b, relu_bias=None):
     """a (M, K) @ b (K, N), float32, as a new C-ordered (M, N) array. The kernels read whole strips of NR columns,
     so the last partial strip is copied into a zeroed NR-wide block first (never NumPy's matmul: a threaded BLAS
-    call would leave its worker spinning on the core these kernels' threads need)."""
+    call would leave its worker spinning on the core these kernels' threads need). With ``relu_bias`` (M,):
+    max(a @ b + relu_bias, 0), each tile finished as ``direct_gemm_epilogue`` stores it, in the one pass that writes
+    the output (the direct kernel, whatever K: it pays for a short one, at most DIRECT_MAX_DEPTH)."""
     m, depth = a.shape
     n = b.shape[1]
     b = np.ascontiguousarray(b, dtype=np.float32)
     whole = n // NR * NR
     rows = -(-m // MR) * MR
+    finish = ()
+    if relu_bias is not None:
+        bias = np.zeros(rows, dtype=np.float32)
+        bias[:m] = relu_bias
+        inside = np.ones(2 * NR, dtype=np.float32)  # a compact output: every cell is a pixel (no border to zero)
+        finish = (bias.ctypes.data, inside.ctypes.data, NR, 1)
     y = aligned_empty((rows, n))
     if whole:
-        _products(a, np.arange(depth, dtype=np.int64) * n, b, whole, y, n)
+        _products(a, np.arange(depth, dtype=np.int64) * n, b, whole, y, n, finish)
     if whole < n:
         tail = np.zeros((depth, NR), dtype=np.float32)
         tail[:, :n - whole] = b[:, whole:]
         y_tail = np.empty((rows, NR), dtype=np.float32)
-        _products(a, np.arange(depth, dtype=np.int64) * NR, tail, NR, y_tail, NR)
+        _products(a, np.arange(depth, dtype=np.int64) * NR, tail, NR, y_tail, NR, finish)
         y[:, whole:] = y_tail[:, :n - whole]
     return y[:m]
 
@@ -189,6 +197,18 @@ def _padded_output(xpad, w, grid, relu_bias):
     view = grid.cells(buffer[:o], grid.first_anchor)[:, :, :grid.h, :grid.w]
     register_padded_view(view, buffer[:o], grid)
     return view
+
+
+def thin_forward(x, w, relu_bias):
+    """max(conv(x, w) + relu_bias, 0) as a C-ordered (O, N, H, W) float32 array, for a thin input into any number
+    of output channels (C·k² ≤ DIRECT_MAX_DEPTH: Glow's first conv of each coupling network, 2 or 4 -> 256
+    channels): the few input channels unfolded (im2col: C·k² rows, a fraction of the output's size), then one
+    product on the direct kernel that adds the bias and applies the ReLU to each tile as it stores it. BLAS took
+    three passes over the (wide) output: zeroing it (β = 0), the product with its short inner dimension, and the
+    epilogue (``kernels/cpu/conv.py``'s rule; benchmarks/RESULTS.md, issue 12, tenth session)."""
+    o, c, k, _ = w.shape
+    _, n, h, wd = x.shape
+    return matmul(w.reshape(o, c * k * k), im2col(x, k), relu_bias).reshape(o, n, h, wd)
 
 
 def forward(x, w, backward_follows=False, relu_bias=None):
