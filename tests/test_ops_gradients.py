@@ -147,6 +147,18 @@ def test_linear_is_the_matmul_bias_relu_chain(activation, with_bias, lead, k, m,
     np.testing.assert_allclose(F.linear(*args, activation=activation).data, expected, rtol=1e-12)
 
 
+def test_relu_linears_sharing_one_incoming_gradient_do_not_write_into_it():
+    """The ReLU's mask goes into the incoming gradient itself only where the walk owns it alone: here Add hands the
+    same array to both layers (the first must leave it for the second), and exp's fresh gradient to the third."""
+    rng = np.random.default_rng(3)
+    x, w1, w2, w3 = leaf(rng, (5, 3)), leaf(rng, (4, 3)), leaf(rng, (4, 3)), leaf(rng, (2, 4))
+
+    def net(x, w1, w2, w3):
+        shared = F.linear(x, w1, activation="relu") + F.linear(x, w2, activation="relu")
+        return F.exp(F.linear(shared, w3, activation="relu"))
+    assert gradcheck(net, [x, w1, w2, w3])
+
+
 def test_linear_refuses_bad_shapes_naming_what_it_expected():
     x, w = Tensor(np.ones((4, 3))), Tensor(np.ones((2, 5)))
     with pytest.raises(ValueError, match=r"expects inputs \(\.\.\., 5\), got shape \(4, 3\)"):

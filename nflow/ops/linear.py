@@ -4,7 +4,8 @@ With X the input as an (M, in) matrix (every leading axis folded into M), W (out
 
     forward    Y  = X Wᵀ + b            one GEMM (BLAS reads the transposed W in place), the bias added in place
     relu       Y ← max(Y, 0)            in place: the pre-activation is never kept
-    backward   G ← G · [Y > 0]          (with the ReLU: Y > 0 exactly where the pre-activation was)
+    backward   G ← G · [Y > 0]          (with the ReLU: Y > 0 exactly where the pre-activation was; in the
+                                         incoming gradient itself where the graph lets the op overwrite it)
                dW = Gᵀ X                (out, in): W's own layout
                db = Σ_rows G
                dX = G W
@@ -56,8 +57,10 @@ class Linear(Function):
         x, w = self.saved[:2]
         out_features, in_features = w.shape
         g = gy.reshape(-1, out_features)
-        if self.activation == "relu":
-            g = g * (self.saved[2] > 0)  # NaN · 0 stays NaN: a NaN upstream is not hidden
+        if self.activation == "relu":  # NaN · 0 stays NaN: a NaN upstream is not hidden
+            mask = self.saved[2] > 0
+            # in gy itself when nothing else can see it (the walk says so): no new array of gy's size to fill
+            g = get_array_module(g).multiply(g, mask, out=g) if self.may_overwrite(0) else g * mask
         needs = self.needs_input_grad
         gx = (g @ w).reshape(x.shape) if needs[0] else None
         gw = g.T @ x.reshape(-1, in_features) if needs[1] else None
