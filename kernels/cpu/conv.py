@@ -40,7 +40,8 @@ products of the weight gradient (64 × 64 outputs summed over 57,600 pixels) at 
 at 75. But the two only pay together with the threads: OpenBLAS's worker spins ~0.1 s after each threaded
 call, so a network must make no threaded BLAS call at all for the own threads to find the second core — hence
 every convolution of RealNVP's networks, the thin ones too, and none of Glow's, whose 256-channel 1x1 products
-BLAS runs at its best rate. Measured in ``python -m benchmarks.own_conv`` and ``benchmarks.ab_checkouts``
+BLAS runs at its best rate — but for the forward of Glow's first conv of each network (2 or 4 -> 256 channels,
+:func:`thin_forward_runs`): a single product, which the direct kernel writes once with its bias + ReLU. Measured in ``python -m benchmarks.own_conv`` and ``benchmarks.ab_checkouts``
 (``benchmarks/RESULTS.md``, issue 12). float64 (the gradient checks) and float16 keep the BLAS and twin paths.
 """
 import numpy as np
