@@ -38,6 +38,16 @@ def _fresh_kernel():
     return twice
 
 
+@pytest.fixture(autouse=True)
+def live_sigint():
+    """These tests are about a process whose Ctrl-C is live. One that a non-interactive shell starts in the
+    background (``cmd &``, ``nohup``) inherits SIGINT ignored, which the block rightly leaves ignored (the last
+    test): give each test Python's usual handler, and put back what the process had."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def unraisable(monkeypatch):
     """The exceptions Python could only print as "Exception ignored ..." during the test."""
