@@ -259,7 +259,10 @@ def test_reads_a_strided_view_and_makes_only_the_gradients_asked_for():
     (64, 64, 3, np.float64, False),  # float64 (the gradient checks): BLAS
 ])
 def test_the_cpu_family_runs_its_own_kernels_on_realnvps_convolutions_only(c_in, c_out, k, dtype, own, monkeypatch):
-    assert cpu_conv.own_kernels_run(c_in, c_out, k, dtype) is (own and jit.AVAILABLE)
+    assert cpu_conv.own_kernels_run(c_in, c_out, k, dtype) is (own and jit.WIDE_VECTORS)
+    monkeypatch.setattr(jit, "WIDE_VECTORS", False)  # a CPU without 512-bit vectors: the BLAS paths
+    assert not cpu_conv.own_kernels_run(c_in, c_out, k, dtype)
+    monkeypatch.setattr(jit, "WIDE_VECTORS", True)
     monkeypatch.setattr(jit, "AVAILABLE", False)  # where this process cannot compile: the BLAS paths, always
     assert not cpu_conv.own_kernels_run(c_in, c_out, k, dtype)
 
@@ -273,9 +276,11 @@ def test_the_cpu_family_runs_its_own_kernels_on_realnvps_convolutions_only(c_in,
 def test_a_thin_input_into_a_wide_output_runs_the_direct_kernel_with_its_epilogue(c_in, c_out, k, dtype, thin,
                                                                                   monkeypatch):
     """kernels/cpu/conv.py's forward with relu_bias takes conv_jit.thin_forward where the rule says (and no other
-    own path runs), C-ordered and equal to the twin's bias + ReLU after BLAS; never without the JIT."""
-    assert cpu_conv.thin_forward_runs(c_in, c_out, k, dtype) is (thin and jit.AVAILABLE)
-    if thin and jit.AVAILABLE:
+    own path runs), C-ordered and equal to the twin's bias + ReLU after BLAS; never without the JIT, nor on a CPU
+    without 512-bit vectors (where it still computes the same, as checked here)."""
+    assert cpu_conv.thin_forward_runs(c_in, c_out, k, dtype) is (thin and jit.WIDE_VECTORS)
+    if thin and jit.AVAILABLE:  # the kernel itself runs (and is checked) on any CPU that compiles it
+        monkeypatch.setattr(jit, "WIDE_VECTORS", True)
         called = []
         monkeypatch.setattr(conv_jit, "thin_forward", lambda *a, _f=conv_jit.thin_forward: called.append(1) or _f(*a))
         rng = np.random.default_rng(13)
@@ -287,7 +292,7 @@ def test_a_thin_input_into_a_wide_output_runs_the_direct_kernel_with_its_epilogu
         x[1, 2, 3, 4] = np.nan  # max(NaN + b, 0) stays NaN, and only the pixels whose window holds it
         y = cpu_conv.forward(x, wt, True, relu_bias=b)
         assert np.isnan(y[:, 2, 2:5, 3:6]).all() and np.isnan(y).sum() == c_out * 9
-    monkeypatch.setattr(jit, "AVAILABLE", False)
+    monkeypatch.setattr(jit, "WIDE_VECTORS", False)
     assert not cpu_conv.thin_forward_runs(c_in, c_out, k, dtype)
 
 
@@ -383,6 +388,17 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     if alive:
         child.kill()
     assert not alive and child.exitcode == 0
+
+
+@pytest.mark.parametrize("features, wide", [
+    ({"avx512f": True, "avx2": True}, True),  # Xeon, Zen 4/5
+    ({"avx512f": False, "avx2": True, "fma": True}, False),  # Zen 3, Haswell: 16 registers of 8 floats
+    ({"neon": True}, False), ({}, False),  # an Arm core (128-bit vectors); features llvmlite could not name
+])
+def test_the_own_kernels_are_picked_only_where_the_cpu_has_512_bit_vectors(features, wide):
+    """Read from the CPU's features at run time (llvmlite's host query), never assumed: the register blocks spill in
+    narrower vectors, where the BLAS paths measured faster."""
+    assert jit.has_wide_vectors(features) is wide
 
 
 def test_without_a_working_jit_the_probe_says_why(monkeypatch):

@@ -7,8 +7,8 @@ AVX-512 parts and cannot keep an output block in registers when the output is al
 GEMM-shaped work written as Numba loops ran at 20–40 GFLOP/s on one core (issue 12's sessions); RealNVP's
 64-channel 3x3 products in this IR at 114 on one core (a prototype), its training step at 132–153 on two
 (``python -m benchmarks.own_conv``; ``benchmarks/RESULTS.md``). The IR names vectors of :data:`LANES` floats; LLVM
-splits each into what the CPU has (one AVX-512 register, two AVX2 ones, four NEON ones), so the same text serves
-every CPU.
+splits each into what the CPU has (one AVX-512 register, two AVX2 ones, four NEON ones), so the same text runs, and
+computes the same, on every CPU. It is fast only where the register block fits: :data:`WIDE_VECTORS`.
 
 :func:`compile_function` turns IR text into a callable (``ctypes``, which releases the GIL for the call, so two
 Python threads can run kernels at once). :data:`AVAILABLE` says whether this process can compile at all (llvmlite
@@ -70,3 +70,29 @@ def _probe():
 
 
 AVAILABLE, UNAVAILABLE_REASON = _probe()
+
+# The feature that gives the 32 registers of 16 floats the micro-kernels' register blocks are sized for (24
+# accumulators and the loaded vectors: ``kernels/cpu/gemm_ir.py``).
+WIDE_VECTOR_FEATURE = "avx512f"
+
+
+def has_wide_vectors(features):
+    """Whether a CPU with ``features`` (LLVM's feature names -> bool, as ``llvmlite``'s host query gives them) has
+    512-bit vector registers. Without them the same IR splits each vector in two (AVX2: 16 registers of 8 floats)
+    or four (NEON), the block no longer fits in the registers and spills: compiled for Zen 3 (``znver3``, AVX2) on
+    an AVX-512 Xeon, RealNVP's training step on these kernels took 1.62x its time on the BLAS paths, log_prob 1.42x
+    (0.62x and 0.65x compiled for the Xeon itself; benchmarks/RESULTS.md, issue 12, tenth session)."""
+    return bool(features.get(WIDE_VECTOR_FEATURE, False))
+
+
+def _host_has_wide_vectors():
+    try:
+        import llvmlite.binding as llvm
+        return has_wide_vectors(llvm.get_host_cpu_features())
+    except Exception:  # llvmlite cannot read this host's features (it raises on some platforms): assume narrow
+        return False
+
+
+# Whether the own kernels pay on this CPU (read at run time, never assumed): the convolutions' dispatch rules
+# (``kernels/cpu/conv.py``) run them only here, and keep their BLAS paths elsewhere.
+WIDE_VECTORS = AVAILABLE and _host_has_wide_vectors()
