@@ -4,6 +4,10 @@ against NumPy's float64 products and the im2col twin (kernels/reference/conv.py)
 Tolerance: float32 sums of up to C·k² ≤ 20·25 products in another order than float64's: relative 2e-6 of the
 largest output (a few roundings of the largest partial sum).
 """
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -259,10 +263,10 @@ def test_reads_a_strided_view_and_makes_only_the_gradients_asked_for():
     (64, 64, 3, np.float64, False),  # float64 (the gradient checks): BLAS
 ])
 def test_the_cpu_family_runs_its_own_kernels_on_realnvps_convolutions_only(c_in, c_out, k, dtype, own, monkeypatch):
-    assert cpu_conv.own_kernels_run(c_in, c_out, k, dtype) is (own and jit.WIDE_VECTORS)
-    monkeypatch.setattr(jit, "WIDE_VECTORS", False)  # a CPU without 512-bit vectors: the BLAS paths
+    assert cpu_conv.own_kernels_run(c_in, c_out, k, dtype) is (own and jit.PAYS)
+    monkeypatch.setattr(jit, "PAYS", False)  # a CPU no vector width was chosen for (Arm, older x86): the BLAS paths
     assert not cpu_conv.own_kernels_run(c_in, c_out, k, dtype)
-    monkeypatch.setattr(jit, "WIDE_VECTORS", True)
+    monkeypatch.setattr(jit, "PAYS", True)
     monkeypatch.setattr(jit, "AVAILABLE", False)  # where this process cannot compile: the BLAS paths, always
     assert not cpu_conv.own_kernels_run(c_in, c_out, k, dtype)
 
@@ -277,10 +281,10 @@ def test_a_thin_input_into_a_wide_output_runs_the_direct_kernel_with_its_epilogu
                                                                                   monkeypatch):
     """kernels/cpu/conv.py's forward with relu_bias takes conv_jit.thin_forward where the rule says (and no other
     own path runs), C-ordered and equal to the twin's bias + ReLU after BLAS; never without the JIT, nor on a CPU
-    without 512-bit vectors (where it still computes the same, as checked here)."""
-    assert cpu_conv.thin_forward_runs(c_in, c_out, k, dtype) is (thin and jit.WIDE_VECTORS)
+    no vector width was chosen for (where it still computes the same, as checked here)."""
+    assert cpu_conv.thin_forward_runs(c_in, c_out, k, dtype) is (thin and jit.PAYS)
     if thin and jit.AVAILABLE:  # the kernel itself runs (and is checked) on any CPU that compiles it
-        monkeypatch.setattr(jit, "WIDE_VECTORS", True)
+        monkeypatch.setattr(jit, "PAYS", True)
         called = []
         monkeypatch.setattr(conv_jit, "thin_forward", lambda *a, _f=conv_jit.thin_forward: called.append(1) or _f(*a))
         rng = np.random.default_rng(13)
@@ -292,7 +296,7 @@ def test_a_thin_input_into_a_wide_output_runs_the_direct_kernel_with_its_epilogu
         x[1, 2, 3, 4] = np.nan  # max(NaN + b, 0) stays NaN, and only the pixels whose window holds it
         y = cpu_conv.forward(x, wt, True, relu_bias=b)
         assert np.isnan(y[:, 2, 2:5, 3:6]).all() and np.isnan(y).sum() == c_out * 9
-    monkeypatch.setattr(jit, "WIDE_VECTORS", False)
+    monkeypatch.setattr(jit, "PAYS", False)
     assert not cpu_conv.thin_forward_runs(c_in, c_out, k, dtype)
 
 
@@ -390,15 +394,55 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     assert not alive and child.exitcode == 0
 
 
-@pytest.mark.parametrize("features, wide", [
-    ({"avx512f": True, "avx2": True}, True),  # Xeon, Zen 4/5
-    ({"avx512f": False, "avx2": True, "fma": True}, False),  # Zen 3, Haswell: 16 registers of 8 floats
-    ({"neon": True}, False), ({}, False),  # an Arm core (128-bit vectors); features llvmlite could not name
+@pytest.mark.parametrize("features, lanes", [
+    ({"avx512f": True, "avx2": True, "fma": True}, 16),  # Xeon, Zen 4/5: 32 registers of 16 floats
+    ({"avx512f": False, "avx2": True, "fma": True}, 8),  # Zen 3, Haswell: 16 registers of 8
+    ({"avx2": True}, None), ({"neon": True}, None), ({}, None),  # no FMA; an Arm core; features llvmlite could not name
 ])
-def test_the_own_kernels_are_picked_only_where_the_cpu_has_512_bit_vectors(features, wide):
-    """Read from the CPU's features at run time (llvmlite's host query), never assumed: the register blocks spill in
-    narrower vectors, where the BLAS paths measured faster."""
-    assert jit.has_wide_vectors(features) is wide
+def test_the_vector_width_and_blocks_come_from_the_cpus_features(features, lanes):
+    """Read at run time, never assumed; where no width is chosen the convolutions keep BLAS (jit.PAYS)."""
+    assert jit.vector_lanes(features) == lanes
+
+
+@pytest.mark.parametrize("lanes", ["8", "16"])
+def test_each_vector_width_computes_the_convolution_and_its_gradients(lanes):
+    """Both builds on this machine (NFLOW_VECTOR_LANES forces one in a fresh process; the CPU needs only run the
+    narrower or emulate the wider): blocks sized to the width, and the own path's forward with the bias + ReLU,
+    relu_backward and a thin input's forward against the float64 twin."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from nflow.kernels.cpu import conv as cpu_conv, conv_jit, gemm_ir, jit
+        from nflow.kernels.reference import conv as ref
+        width, registers = WIDTH, {16: 32, 8: 16}[WIDTH]  # AVX-512's 32 vector registers, AVX2's 16
+        assert jit.LANES == width and gemm_ir.NR == gemm_ir.NV * width
+        # the accumulators, the vectors loaded beside them and one broadcast fit in the registers
+        assert gemm_ir.MR * gemm_ir.NV + gemm_ir.NV + 1 <= registers
+        assert gemm_ir.MO * gemm_ir.NK + gemm_ir.MO + 1 <= registers
+        rng = np.random.default_rng(5)
+        for c, o in ((16, 16), (2, 16), (16, 2), (2, 256)):
+            x, w = rng.standard_normal((c, 3, 7, 6)), rng.standard_normal((o, c, 3, 3)) / 4
+            b, gy = rng.standard_normal(o), rng.standard_normal((o, 3, 7, 6))
+            f = lambda *a: [v.astype(np.float32) for v in a]
+            y = conv_jit.thin_forward(*f(x, w, b)) if o > 128 else conv_jit.forward(*f(x, w), True, relu_bias=f(b)[0])
+            want = ref.forward(x, w, True, relu_bias=b)
+            assert np.abs(y - want).max() <= 1e-4 * max(1, np.abs(want).max()), (c, o)
+            if o <= 128:
+                got = conv_jit.relu_backward(*f(x, w), y, *f(gy))
+                for a, e in zip(got, ref.relu_backward(x, w, y.astype(np.float64), gy)):
+                    assert np.abs(a - e).max() <= 1e-4 * max(1, np.abs(e).max()), (c, o)
+        print("ok")
+    """).replace("WIDTH", lanes)
+    env = dict(os.environ, NFLOW_VECTOR_LANES=lanes)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_vector_width_other_than_8_or_16_is_refused_in_a_sentence():
+    env = dict(os.environ, NFLOW_VECTOR_LANES="12")
+    done = subprocess.run([sys.executable, "-c", "import nflow.kernels.cpu.jit"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0
+    assert "NFLOW_VECTOR_LANES='12': nflow's micro-kernels are built for 8 or 16 floats per vector" in done.stderr
 
 
 def test_without_a_working_jit_the_probe_says_why(monkeypatch):

@@ -33,18 +33,18 @@ rule, :func:`shifted_pays`: both channel counts in [16, 128]; every other conv r
 unfolds the side with fewer channels. Cutting the columns into cache-sized tiles did not pay (64 channels at
 28×28: 0.5 MB tiles 45 ms, 8 MB 33 ms, one tile 28 ms).
 
-**nflow's own kernels first, where they run** (:func:`own_kernels_run`: float32 on a CPU with AVX-512, whose 32
-registers of 16 floats their register blocks are sized for — on AVX2 they lost to BLAS —, k > 1, no side wider
-than 128 channels — all of RealNVP's convolutions, none of Glow's at 256-512 hidden channels):
-``kernels/cpu/conv_jit.py`` runs the same two algorithms with GEMM micro-kernels of its own on nflow's own
-threads. BLAS runs the long products of the weight gradient (64 × 64 outputs summed over 57,600 pixels) at 40 GFLOP/s a core; the own kernel
-at 75. But the two only pay together with the threads: OpenBLAS's worker spins ~0.1 s after each threaded
-call, so a network must make no threaded BLAS call at all for the own threads to find the second core — hence
-every convolution of RealNVP's networks, the thin ones too, and none of Glow's, whose 256-channel 1x1 products
-BLAS runs at its best rate — but for the forward of Glow's first conv of each network (2 or 4 -> 256 channels,
-:func:`thin_forward_runs`): a single product, which the direct kernel writes once with its bias + ReLU.
-Measured in ``python -m benchmarks.own_conv`` and ``benchmarks.ab_checkouts`` (``benchmarks/RESULTS.md``,
-issue 12). float64 (the gradient checks) and float16 keep the BLAS and twin paths.
+**nflow's own kernels first, where they run** (:func:`own_kernels_run`: float32 on a CPU their register blocks were
+sized for — AVX-512 or AVX2 with FMA, ``kernels/cpu/jit.py`` — k > 1, no side wider than 128 channels — all of
+RealNVP's convolutions, none of Glow's at 256-512 hidden channels): ``kernels/cpu/conv_jit.py`` runs the same two
+algorithms with GEMM micro-kernels of its own on nflow's own threads. BLAS runs the long products of the weight
+gradient (64 × 64 outputs summed over 57,600 pixels) at 40 GFLOP/s a core; the own kernel at 75. But the two only
+pay together with the threads: OpenBLAS's worker spins ~0.1 s after each threaded call, so a network must make no
+threaded BLAS call at all for the own threads to find the second core — hence every convolution of RealNVP's
+networks, the thin ones too, and none of Glow's, whose 256-channel 1x1 products BLAS runs at its best rate — but for
+the forward of Glow's first conv of each network (2 or 4 -> 256 channels, :func:`thin_forward_runs`): a single
+product, which the direct kernel writes once with its bias + ReLU. Measured in ``python -m benchmarks.own_conv`` and
+``benchmarks.ab_checkouts`` (``benchmarks/RESULTS.md``, issue 12). float64 (the gradient checks) and float16 keep
+the BLAS and twin paths.
 """
 import numpy as np
 
@@ -73,7 +73,7 @@ def thin_forward_runs(c_in, c_out, k, dtype=np.float32):
     where the own kernels compile and pay (``conv_jit.pays``), k > 1, a thin input (C_in·k² ≤
     ``conv_jit.DIRECT_MAX_DEPTH``). BLAS writes the wide output three times there (zeroes for β = 0, the short
     product, the epilogue); the direct kernel once. Measured in Glow's training step (batch 64): 2 -> 256 at 14×14
-    3.44 -> 2.55 ms a call; compiled for AVX2 (``znver3``) it lost, 32.3-32.7 -> 37.7-42.7 ms a step
+    3.44 -> 2.55 ms a call; built for AVX2 (``znver3``, 8-float blocks) 30.3 -> 19.4 ms a step of 8 calls
     (benchmarks/RESULTS.md, issue 12, tenth session)."""
     return conv_jit.pays(dtype) and k > 1 and c_in * k * k <= conv_jit.DIRECT_MAX_DEPTH
 

@@ -35,7 +35,7 @@ one) reads as its padded input without a copy, in its forward and for its weight
    sums while the kernel streams 6 rows of G and 4 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
    in L1), then adds each partial's lanes into dW. The threads split the pixel axis and their dW are summed.
 
-float32 only (:func:`runs`), and picked only on a CPU with 512-bit vectors (:func:`pays`); the model layers'
+float32 only (:func:`runs`), and picked only on a CPU whose vectors they were built for (:func:`pays`); the model layers'
 float64 gradient checks run the BLAS path. Measured against that
 path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why there, is
 ``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
@@ -60,9 +60,9 @@ def runs(dtype):
 
 
 def pays(dtype):
-    """Whether they run it *and* this CPU has the vector registers their blocks are sized for (``jit.WIDE_VECTORS``:
-    AVX-512). Elsewhere they compute the same, slower than BLAS, so ``kernels/cpu/conv.py`` does not pick them."""
-    return runs(dtype) and jit.WIDE_VECTORS
+    """Whether they run it *and* were built for this CPU's vectors (``jit.PAYS``: AVX-512 or AVX2 with FMA, their
+    blocks sized to each). Elsewhere they compute the same, unmeasured, so ``kernels/cpu/conv.py`` keeps BLAS."""
+    return runs(dtype) and jit.PAYS
 
 
 # ----------------------------------------------------------------------------------------------- the two drivers

@@ -8,7 +8,8 @@ GEMM-shaped work written as Numba loops ran at 20–40 GFLOP/s on one core (issu
 64-channel 3x3 products in this IR at 114 on one core (a prototype), its training step at 132–153 on two
 (``python -m benchmarks.own_conv``; ``benchmarks/RESULTS.md``). The IR names vectors of :data:`LANES` floats; LLVM
 splits each into what the CPU has (one AVX-512 register, two AVX2 ones, four NEON ones), so the same text runs, and
-computes the same, on every CPU. It is fast only where the register block fits: :data:`WIDE_VECTORS`.
+computes the same, on every CPU; it is fast only where the register block fits in the registers, so the width
+and the blocks are chosen from the CPU's features (:func:`vector_lanes`; :data:`PAYS`).
 
 :func:`compile_function` turns IR text into a callable (``ctypes``, which releases the GIL for the call, so two
 Python threads can run kernels at once). :data:`AVAILABLE` says whether this process can compile at all (llvmlite
@@ -16,8 +17,44 @@ present, a native target, a trivial function compiled and run); :data:`UNAVAILAB
 callers fall back to their BLAS paths then.
 """
 import ctypes
+import os
 
-LANES = 16  # floats per vector in the IR (a 512-bit register; legalised to what the CPU has)
+# The vector width the micro-kernels are built for, by the CPU's features (read at run time, never assumed): their
+# register blocks (``kernels/cpu/gemm_ir.py``) must fit in the registers that width comes with.
+FEATURE_LANES = ((("avx512f",), 16), (("avx2", "fma"), 8))  # 32 registers of 16 floats; 16 registers of 8
+# 8 or 16: build that width whatever the CPU (how the tests check both on one machine; a width the CPU lacks still
+# runs, LLVM splitting its vectors, only slowly)
+LANES_ENV = "NFLOW_VECTOR_LANES"
+
+
+def vector_lanes(features):
+    """The floats per vector that nflow's micro-kernels are built for on a CPU with ``features`` (LLVM's feature
+    names -> bool, as llvmlite's host query gives them): 16 with AVX-512F, 8 with AVX2 and FMA, None on any other
+    CPU (Arm, older x86), where they have not been measured and the convolutions keep their BLAS paths. The width
+    matters: compiled for Zen 3 (``znver3``, AVX2) on an AVX-512 Xeon, the 16-float blocks spill and RealNVP's
+    training step took 1.62x its time on the BLAS paths, with the 8-float blocks 0.74x (benchmarks/RESULTS.md,
+    issue 12, tenth session)."""
+    for needed, lanes in FEATURE_LANES:
+        if all(features.get(feature, False) for feature in needed):
+            return lanes
+    return None
+
+
+def _host_lanes():
+    forced = os.environ.get(LANES_ENV, "")
+    if forced:
+        if forced not in ("8", "16"):
+            raise ValueError(f"{LANES_ENV}={forced!r}: nflow's micro-kernels are built for 8 or 16 floats per vector")
+        return int(forced)
+    try:
+        import llvmlite.binding as llvm
+        return vector_lanes(llvm.get_host_cpu_features())
+    except Exception:  # llvmlite missing, or unable to read this host's features (it raises on some platforms)
+        return None
+
+
+HOST_LANES = _host_lanes()
+LANES = HOST_LANES or 16  # floats per vector in the IR; where no width was chosen the kernels still build and run
 
 _ENGINES = []  # the execution engines own the compiled code: keep them for the life of the process
 _TARGET_MACHINE = None
@@ -71,28 +108,6 @@ def _probe():
 
 AVAILABLE, UNAVAILABLE_REASON = _probe()
 
-# The feature that gives the 32 registers of 16 floats the micro-kernels' register blocks are sized for (24
-# accumulators and the loaded vectors: ``kernels/cpu/gemm_ir.py``).
-WIDE_VECTOR_FEATURE = "avx512f"
-
-
-def has_wide_vectors(features):
-    """Whether a CPU with ``features`` (LLVM's feature names -> bool, as ``llvmlite``'s host query gives them) has
-    512-bit vector registers. Without them the same IR splits each vector in two (AVX2: 16 registers of 8 floats)
-    or four (NEON), the block no longer fits in the registers and spills: compiled for Zen 3 (``znver3``, AVX2) on
-    an AVX-512 Xeon, RealNVP's training step on these kernels took 1.62x its time on the BLAS paths, log_prob 1.42x
-    (0.62x and 0.65x compiled for the Xeon itself; benchmarks/RESULTS.md, issue 12, tenth session)."""
-    return bool(features.get(WIDE_VECTOR_FEATURE, False))
-
-
-def _host_has_wide_vectors():
-    try:
-        import llvmlite.binding as llvm
-        return has_wide_vectors(llvm.get_host_cpu_features())
-    except Exception:  # llvmlite cannot read this host's features (it raises on some platforms): assume narrow
-        return False
-
-
-# Whether the own kernels pay on this CPU (read at run time, never assumed): the convolutions' dispatch rules
-# (``kernels/cpu/conv.py``) run them only here, and keep their BLAS paths elsewhere.
-WIDE_VECTORS = AVAILABLE and _host_has_wide_vectors()
+# Whether the own kernels pay on this CPU: they compile here and a vector width was chosen for it. The convolutions'
+# dispatch rules (``kernels/cpu/conv.py``) pick them only then, and keep their BLAS paths elsewhere.
+PAYS = AVAILABLE and HOST_LANES is not None
