@@ -227,7 +227,8 @@ def test_the_padded_grid_shares_borders_and_puts_every_rows_first_anchor_on_a_ca
         grid = conv_grid.Grid(n, h, w, k)
         p = k // 2
         assert (grid.hp, grid.wp, grid.first_anchor) == (h + p, w + p, p * (w + p) + p)
-        assert grid.ld % conv_jit.LANES == 0 and grid.ld >= grid.n_end + grid.reach
+        assert grid.ld % conv_grid.ROW_QUANTUM == 0 and grid.ld % conv_jit.LANES == 0
+        assert grid.ld >= grid.n_end + grid.reach
         for c in (1, 3, 16):
             x = _draw(rng, (c, n, h, w))
             padded = grid.padded(x)
@@ -411,14 +412,18 @@ def test_each_vector_width_computes_the_convolution_and_its_gradients(lanes):
     relu_backward and a thin input's forward against the float64 twin."""
     script = textwrap.dedent("""
         import numpy as np
-        from nflow.kernels.cpu import conv as cpu_conv, conv_jit, gemm_ir, jit
+        from nflow.kernels.cpu import conv_grid, conv_jit, gemm_ir, jit
         from nflow.kernels.reference import conv as ref
+        rng = np.random.default_rng(5)
         width, registers = WIDTH, {16: 32, 8: 16}[WIDTH]  # AVX-512's 32 vector registers, AVX2's 16
         assert jit.LANES == width and gemm_ir.NR == gemm_ir.NV * width
         # the accumulators, the vectors loaded beside them and one broadcast fit in the registers
         assert gemm_ir.MR * gemm_ir.NV + gemm_ir.NV + 1 <= registers
         assert gemm_ir.MO * gemm_ir.NK + gemm_ir.MO + 1 <= registers
-        rng = np.random.default_rng(5)
+        for n, h, w, k in ((2, 28, 28, 3), (3, 9, 8, 5), (1, 7, 7, 3)):  # rows' first anchors on a cache line
+            grid = conv_grid.Grid(n, h, w, k)
+            buffer = grid.padded(rng.standard_normal((3, n, h, w)).astype(np.float32))
+            assert all(buffer[r, grid.first_anchor:].ctypes.data % conv_grid.ALIGN == 0 for r in range(3))
         for c, o in ((16, 16), (2, 16), (16, 2), (2, 256)):
             x, w = rng.standard_normal((c, 3, 7, 6)), rng.standard_normal((o, c, 3, 3)) / 4
             b, gy = rng.standard_normal(o), rng.standard_normal((o, 3, 7, 6))

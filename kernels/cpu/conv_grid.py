@@ -12,6 +12,7 @@ from nflow.kernels.cpu import grid_epilogue, threads
 from nflow.kernels.cpu.gemm_ir import ALIGN, LANES, NR
 
 L1_SET_STRIDE = 1024          # floats (4 KiB): rows this far apart share L1 sets, so row lengths avoid multiples
+ROW_QUANTUM = max(LANES, ALIGN // 4)  # floats: rows this many long keep every row's first anchor on a cache line
 
 
 class Grid:
@@ -35,8 +36,8 @@ class Grid:
         self.total = self.first_anchor + self.anchors  # where the laid-out images end; zeros from here to ld
         self.reach = (k - 1) * (self.wp + 1)          # the largest tap shift
         self.n_end = -(-self.anchors // NR) * NR      # whole strips
-        ld = -(-(self.n_end + self.reach) // LANES) * LANES
-        self.ld = ld + LANES if ld % L1_SET_STRIDE == 0 else ld
+        ld = -(-(self.n_end + self.reach) // ROW_QUANTUM) * ROW_QUANTUM
+        self.ld = ld + ROW_QUANTUM if ld % L1_SET_STRIDE == 0 else ld
         self.key = (n, h, w, k)
 
     def cells(self, buffer, start):
@@ -132,7 +133,7 @@ def padded_buffer(a, grid):
 
 def aligned_empty(shape, first=0):
     """A C-ordered float32 array of ``shape`` whose flat element ``first`` starts on an ALIGN-byte boundary (so,
-    with rows a multiple of LANES long, that element of every row). NumPy promises only 16-byte alignment, and a
+    with rows a multiple of ROW_QUANTUM long, that element of every row). NumPy promises only 16-byte alignment, and a
     vector load that straddles two cache lines costs two: aligning the gradient's anchors and the outputs made the
     weight-gradient kernel 19-24 % faster (benchmarks/RESULTS.md, issue 12, eighth session)."""
     size = int(np.prod(shape))

@@ -22,10 +22,11 @@ from nflow.kernels.cpu.jit import LANES
 # vectors of anchors, and the weight-gradient kernel's MO output channels × NK (tap, channel) columns. 24
 # accumulators of 16 floats in AVX-512's 32 registers (6 × 4 against 4 × 6 for the weight gradient: 64 -> 64
 # channels' dW 35.5-35.9 ms against 37.7-38.9 at 28x28, 9.9-10.6 against 11.5-11.6 at 14x14); 12 of 8 floats in
-# AVX2's 16 (the blocks of 16 floats spill there: benchmarks/RESULTS.md, issue 12, tenth session).
-BLOCKS = {16: ((6, 4), (6, 4)), 8: ((6, 2), (3, 4))}
+# AVX2's 16 (the blocks of 16 floats spill there; 4 × 3 products against 6 × 2: RealNVP's step 482-485 ms against
+# 514-540, built for znver3; benchmarks/RESULTS.md, issue 12, tenth session).
+BLOCKS = {16: ((6, 4), (6, 4)), 8: ((4, 3), (3, 4))}
 (MR, NV), (MO, NK) = BLOCKS[LANES]
-NR = NV * LANES               # anchors per strip: 64 with 16-float vectors, 16 with 8-float ones
+NR = NV * LANES               # anchors per strip: 64 with 16-float vectors, 24 with 8-float ones
 KC = 128                      # rows of the k packed at a time: KC × NR floats a strip (32 KB at NR = 64), in L1
 PANEL_STRIPS = 16             # strips packed at a time for thin products: rows read 4 KB at a run; 512 KB, in L2
 CHUNK = 1024                  # pixels per weight-gradient chunk: 6 + 4 rows of 4 KB stay in L1 (256: 42 ms, 2048: 42)
