@@ -73,8 +73,8 @@ def thin_forward_runs(c_in, c_out, k, dtype=np.float32):
     where the own kernels compile and pay (``conv_jit.pays``), k > 1, a thin input (C_in·k² ≤
     ``conv_jit.DIRECT_MAX_DEPTH``). BLAS writes the wide output three times there (zeroes for β = 0, the short
     product, the epilogue); the direct kernel once. Measured in Glow's training step (batch 64): 2 -> 256 at 14×14
-    3.44 -> 2.55 ms a call; built for AVX2 (``znver3``, 8-float blocks) 30.3 -> 19.4 ms a step of 8 calls
-    (benchmarks/RESULTS.md, issue 12, tenth session)."""
+    3.44 -> 2.55 ms a call; built for AVX2 (``znver3``, 8-float blocks) 29.6 -> 20.7 ms a step of 8 calls, though
+    8.4 -> 10.9 at 7×7 (benchmarks/RESULTS.md, issue 12, tenth session)."""
     return conv_jit.pays(dtype) and k > 1 and c_in * k * k <= conv_jit.DIRECT_MAX_DEPTH
 
 

@@ -32,7 +32,7 @@ def vector_lanes(features):
     names -> bool, as llvmlite's host query gives them): 16 with AVX-512F, 8 with AVX2 and FMA, None on any other
     CPU (Arm, older x86), where they have not been measured and the convolutions keep their BLAS paths. The width
     matters: compiled for Zen 3 (``znver3``, AVX2) on an AVX-512 Xeon, the 16-float blocks spill and RealNVP's
-    training step took 1.62x its time on the BLAS paths, with the 8-float blocks 0.74x (benchmarks/RESULTS.md,
+    training step took 1.62x its time on the BLAS paths, with the 8-float blocks 0.69-0.71x (benchmarks/RESULTS.md,
     issue 12, tenth session)."""
     for needed, lanes in FEATURE_LANES:
         if all(features.get(feature, False) for feature in needed):
