@@ -134,7 +134,19 @@ def run_info():
     except OSError:
         commit = "unknown"
     return {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu,
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch_version, "commit": commit}
+            "python": platform.python_version(), "numpy": np.__version__, "torch": torch_version, "commit": commit,
+            "kernels": own_kernels_text()}
+
+
+def own_kernels_text():
+    """How nflow's own conv kernels were built on this CPU (``kernels/cpu/jit.py`` picks from its features): the
+    same code reads 0.6x or 1.6x the BLAS paths' time depending on it (benchmarks/RESULTS.md, tenth session)."""
+    from nflow.kernels.cpu import jit
+    if not jit.AVAILABLE:
+        return f"not built ({jit.UNAVAILABLE_REASON}): the BLAS paths run"
+    if not jit.PAYS:
+        return "not used on this CPU (no vector width chosen for it): the BLAS paths run"
+    return f"built for {jit.LANES}-float vectors"
 
 
 def environment_lines(results, command, info):
@@ -150,7 +162,8 @@ def environment_lines(results, command, info):
     return [
         f"- Date: {info['date']}; command: `{command}`",
         f"- Machine: {info['cpu']}; Python {info['python']}, NumPy {info['numpy']}, torch {info['torch']}; "
-        f"nflow at commit {info['commit']}, backend `{first.get('nflow_backend', '?')}`",
+        f"nflow at commit {info['commit']}, backend `{first.get('nflow_backend', '?')}`"
+        + (f"; nflow's own conv kernels {info['kernels']}" if "kernels" in info else ""),
         "- Threads: 2 on each side (torch.set_num_threads(2); OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS=2 before NumPy "
         "loads). OpenBLAS core type at run time: " + ", ".join(f"{s}: {c}" for s, c in cores.items()),
         "- Settings (one child process per setting and workload): " + "; ".join(

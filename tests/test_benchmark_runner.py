@@ -203,3 +203,29 @@ def test_best_setting_targets_take_each_sides_fastest_setting():
     assert "nflow/compile 0.89 (≤ 0.8: not met; compile `tuned`)" in line
     by_setting = target_lines(results)
     assert any("(`default`): nflow/eager 0.40 (≤ 0.5: met)" in t for t in by_setting)  # what default alone reads
+
+
+def test_the_report_says_how_nflows_own_kernels_were_built_on_this_cpu(monkeypatch):
+    """The same code reads 0.6x or 1.6x the BLAS paths' time depending on the vector width it was built for, so
+    the machine line names it (and says when the BLAS paths run instead)."""
+    from benchmarks.report import environment_lines, own_kernels_text
+    from nflow.kernels.cpu import jit
+
+    monkeypatch.setattr(jit, "AVAILABLE", True)
+    monkeypatch.setattr(jit, "PAYS", True)
+    monkeypatch.setattr(jit, "LANES", 8)
+    assert own_kernels_text() == "built for 8-float vectors"
+    monkeypatch.setattr(jit, "PAYS", False)
+    assert own_kernels_text().startswith("not used on this CPU")
+    monkeypatch.setattr(jit, "AVAILABLE", False)
+    monkeypatch.setattr(jit, "UNAVAILABLE_REASON", "no native target")
+    assert own_kernels_text() == "not built (no native target): the BLAS paths run"
+    info = {"date": "d", "cpu": "c", "python": "p", "numpy": "n", "torch": "t", "commit": "x",
+            "kernels": "built for 16-float vectors"}
+    results = {"speed": [{"setting": "default", "openblas_core": "Haswell", "gemm_numpy": 1.0, "gemm_torch": 1.0,
+                          "nflow_backend": "numba", "ops": {"log_prob": {"times": {"nflow": [1.0, 1.0]}}}}]}
+    machine = next(line for line in environment_lines(results, "cmd", info) if line.startswith("- Machine"))
+    assert machine.endswith("; nflow's own conv kernels built for 16-float vectors")
+    del info["kernels"]  # a run saved before the field existed
+    assert "own conv kernels" not in next(line for line in environment_lines(results, "cmd", info)
+                                          if line.startswith("- Machine"))
