@@ -18,6 +18,7 @@ callers fall back to their BLAS paths then.
 """
 import ctypes
 import os
+import warnings
 
 # The vector width the micro-kernels are built for, by the CPU's features (read at run time, never assumed): their
 # register blocks (``kernels/cpu/gemm_ir.py``) must fit in the registers that width comes with.
@@ -42,10 +43,11 @@ def vector_lanes(features):
 
 def _host_lanes():
     forced = os.environ.get(LANES_ENV, "")
-    if forced:
-        if forced not in ("8", "16"):
-            raise ValueError(f"{LANES_ENV}={forced!r}: nflow's micro-kernels are built for 8 or 16 floats per vector")
+    if forced in ("8", "16"):
         return int(forced)
+    if forced:  # a typo in the environment should not stop the import: say so once, and read the CPU instead
+        warnings.warn(f"{LANES_ENV}={forced!r} ignored: nflow's micro-kernels are built for 8 or 16 floats per "
+                      "vector; using the CPU's own width", stacklevel=2)
     try:
         import llvmlite.binding as llvm
         return vector_lanes(llvm.get_host_cpu_features())
