@@ -198,6 +198,27 @@ DATA_MOVEMENT = ("im2col", "col2im", "_pad", "pad)", "_padded_matrix", "ascontig
 GEMM_CALLERS = ("ops/conv.py", "reference/conv.py", "cpu/blas.py", "ops/linear.py", "ops/linalg.py", "tensordot")
 
 
+def _met(ratio, goal):
+    return f"≤ {goal}: {'met' if ratio <= goal else 'not met'}"
+
+
+def _target_cells(workload, op, nflow, eager, compiled, gemm_seconds, settings=None):
+    """The target checks of one (workload, op): nflow/eager, nflow/compile where compiled ran, and nflow/roofline
+    for a training step with a roofline target (``gemm_seconds``: its GEMM FLOPs at the run's best rate).
+    ``settings`` = (nflow's, eager's, compile's), named where each side's best setting was taken."""
+    where = settings or ("", "", "")
+    goal = EAGER_TARGETS[workload]
+    cells = [f"nflow/eager {nflow / eager:.2f} ({_met(nflow / eager, goal)}"
+             + (f"; nflow `{where[0]}`, eager `{where[1]}`" if settings else "") + ")"]
+    if compiled:
+        cells.append(f"nflow/compile {nflow / compiled:.2f} ({_met(nflow / compiled, COMPILE_TARGET)}"
+                     + (f"; compile `{where[2]}`" if settings else "") + ")")
+    if op == "train_step" and workload in ROOFLINE_TARGETS:
+        roof = nflow / gemm_seconds
+        cells.append(f"nflow/roofline {roof:.2f} ({_met(roof, ROOFLINE_TARGETS[workload])})")
+    return ", ".join(cells)
+
+
 def best_setting_target_lines(results):
     """Issue 12's CPU targets in the issue's own terms: "both sides at their best settings for this CPU". For each
     model and op, each implementation's fastest median over the settings this run measured (the setting named),
@@ -219,18 +240,10 @@ def best_setting_target_lines(results):
     for (workload, op), cell in best.items():
         if "nflow" not in cell or "torch" not in cell:
             continue
-        (n, n_set), (t, t_set) = cell["nflow"], cell["torch"]
-        goal = EAGER_TARGETS[workload]
-        cells = [f"nflow/eager {n / t:.2f} (≤ {goal}: {'met' if n / t <= goal else 'not met'}; nflow `{n_set}`, "
-                 f"eager `{t_set}`)"]
-        if "compiled" in cell:
-            c, c_set = cell["compiled"]
-            cells.append(f"nflow/compile {n / c:.2f} (≤ {COMPILE_TARGET}: "
-                         f"{'met' if n / c <= COMPILE_TARGET else 'not met'}; compile `{c_set}`)")
-        if op == "train_step" and workload in ROOFLINE_TARGETS:
-            roof, goal = n / (flops[(workload, op)] / rate), ROOFLINE_TARGETS[workload]
-            cells.append(f"nflow/roofline {roof:.2f} (≤ {goal}: {'met' if roof <= goal else 'not met'})")
-        lines.append(f"- {workload} {op}: " + ", ".join(cells))
+        compiled, compile_setting = cell.get("compiled", (None, None))
+        settings = (cell["nflow"][1], cell["torch"][1], compile_setting)
+        lines.append(f"- {workload} {op}: " + _target_cells(workload, op, cell["nflow"][0], cell["torch"][0],
+                                                            compiled, flops[(workload, op)] / rate, settings))
     return lines
 
 
@@ -243,17 +256,9 @@ def target_lines(results):
             continue
         for op, res in r["ops"].items():
             n, t, c = (res["median"].get(k) for k in ("nflow", "torch", "compiled"))
-            if not (n and t):
-                continue
-            goal = EAGER_TARGETS[r["workload"]]
-            cells = [f"nflow/eager {n / t:.2f} (≤ {goal}: {'met' if n / t <= goal else 'not met'})"]
-            if c:
-                cells.append(f"nflow/compile {n / c:.2f} (≤ {COMPILE_TARGET}: "
-                             f"{'met' if n / c <= COMPILE_TARGET else 'not met'})")
-            if op == "train_step" and r["workload"] in ROOFLINE_TARGETS:
-                roof, goal = n / (r["flops"][op] / rate), ROOFLINE_TARGETS[r["workload"]]
-                cells.append(f"nflow/roofline {roof:.2f} (≤ {goal}: {'met' if roof <= goal else 'not met'})")
-            lines.append(f"- {r['workload']} {op} (`{r['setting']}`): " + ", ".join(cells))
+            if n and t:
+                lines.append(f"- {r['workload']} {op} (`{r['setting']}`): "
+                             + _target_cells(r["workload"], op, n, t, c, r["flops"][op] / rate))
     return lines
 
 

@@ -398,7 +398,8 @@ def test_a_forked_child_gets_a_pool_of_its_own():
 @pytest.mark.parametrize("features, lanes", [
     ({"avx512f": True, "avx2": True, "fma": True}, 16),  # Xeon, Zen 4/5: 32 registers of 16 floats
     ({"avx512f": False, "avx2": True, "fma": True}, 8),  # Zen 3, Haswell: 16 registers of 8
-    ({"avx2": True}, None), ({"neon": True}, None), ({}, None),  # no FMA; an Arm core; features llvmlite could not name
+    ({"avx2": True}, None), ({"neon": True}, None),  # AVX2 without FMA; an Arm core
+    ({}, None),  # features llvmlite could not name
 ])
 def test_the_vector_width_and_blocks_come_from_the_cpus_features(features, lanes):
     """Read at run time, never assumed; where no width is chosen the convolutions keep BLAS (jit.PAYS)."""
@@ -450,7 +451,8 @@ def test_a_vector_width_other_than_8_or_16_is_ignored_with_a_sentence():
                               capture_output=True, text=True, timeout=120)
     done, unset = lanes(NFLOW_VECTOR_LANES="12"), lanes()
     assert done.returncode == 0 and done.stdout == unset.stdout and unset.stdout.strip() in ("8", "16")
-    assert "NFLOW_VECTOR_LANES='12' ignored: nflow's micro-kernels are built for 8 or 16 floats per vector" in done.stderr
+    assert ("NFLOW_VECTOR_LANES='12' ignored: nflow's micro-kernels are built for 8 or 16 floats per vector"
+            in done.stderr)
 
 
 def test_without_a_working_jit_the_probe_says_why(monkeypatch):

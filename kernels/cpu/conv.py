@@ -62,8 +62,8 @@ OWN_MAX_CHANNELS = 128
 
 def own_kernels_run(c_in, c_out, k, dtype=np.float32):
     """Whether ``kernels/cpu/conv_jit.py`` (nflow's own kernels and threads) runs this conv: float32 where this
-    process can compile them and the CPU has 512-bit vectors (``conv_jit.pays``), k > 1, neither side wider than
-    OWN_MAX_CHANNELS."""
+    process can compile them and they were built for this CPU's vectors (``conv_jit.pays``: AVX-512, or AVX2 with
+    FMA), k > 1, neither side wider than OWN_MAX_CHANNELS."""
     return conv_jit.pays(dtype) and k > 1 and max(c_in, c_out) <= OWN_MAX_CHANNELS
 
 

@@ -35,10 +35,10 @@ one) reads as its padded input without a copy, in its forward and for its weight
    sums while the kernel streams 6 rows of G and 4 shifted rows of X over a chunk of :data:`CHUNK` columns (40 KB,
    in L1), then adds each partial's lanes into dW. The threads split the pixel axis and their dW are summed.
 
-float32 only (:func:`runs`), and picked only on a CPU whose vectors they were built for (:func:`pays`); the model layers'
-float64 gradient checks run the BLAS path. Measured against that
-path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why there, is
-``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
+float32 only (:func:`runs`), and picked only on a CPU whose vectors they were built for (:func:`pays`; the blocks
+above are AVX-512's, ``gemm_ir.BLOCKS`` holds AVX2's); the model layers' float64 gradient checks run the BLAS path.
+Measured against that path and PyTorch in ``python -m benchmarks.own_conv``; where the own kernels run, and why
+there, is ``kernels/cpu/conv.py``'s rule (:func:`own_kernels_run`).
 """
 import numpy as np
 
